@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Build a systemd-capable Debian base image from Debian's packages (no registry pull).
+# Usage: scripts/build-image.sh SUITE   (bookworm | trixie)
+# The image is tagged smtp-submission/debian:SUITE-<recipe hash>; it is rebuilt only when
+# this recipe changes, so repeated test runs reuse it.
+set -euo pipefail
+
+suite=${1:?usage: build-image.sh SUITE}
+mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+packages=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,ca-certificates,iproute2,procps,openssl
+recipe_hash=$(sha256sum "$0" | cut -c1-12)
+tag="smtp-submission/debian:${suite}-${recipe_hash}"
+
+if docker image inspect "$tag" >/dev/null 2>&1; then
+    echo "image $tag is up to date"
+else
+    root=$(mktemp -d /var/tmp/rootfs-"$suite".XXXXXX)
+    trap 'rm -rf "$root"' EXIT
+    echo "debootstrap $suite into $root"
+    debootstrap --variant=minbase --include="$packages" "$suite" "$root" "$mirror" >"$root.log" 2>&1 \
+        || { tail -n 30 "$root.log"; exit 1; }
+    rm -f "$root.log"
+    # Units that cannot work inside a container and only slow or break the boot.
+    for unit in systemd-remount-fs.service systemd-udevd.service systemd-udev-trigger.service \
+                getty.target console-getty.service systemd-firstboot.service \
+                systemd-resolved.service sys-kernel-config.mount sys-kernel-debug.mount; do
+        ln -sf /dev/null "$root/etc/systemd/system/$unit"
+    done
+    : >"$root/etc/machine-id"
+    apt_clean="$root/var/cache/apt/archives"
+    rm -f "$apt_clean"/*.deb
+    tar -C "$root" -c . | docker import \
+        --change 'CMD ["/lib/systemd/systemd"]' \
+        --change 'ENV container=docker' \
+        - "$tag" >/dev/null
+    echo "built $tag"
+fi
+docker tag "$tag" "smtp-submission/debian:${suite}"

@@ -1,0 +1,133 @@
+"""Fixtures shared by the testinfra suite.
+
+The suite runs unchanged under molecule and against a real inventory:
+    pytest --hosts='ansible://submission' --ansible-inventory=inventory/production/hosts.yml tests/
+Everything it needs to know about a deployment comes from the inventory's
+variables (see inventory/production/README.md): the domain, the listeners and
+the verification accounts. SMTP sessions run on the host under test itself,
+with tests/smtp_probe.py and the host's Python, so no port has to be reachable
+from the machine that runs pytest.
+"""
+
+import base64
+import ipaddress
+import json
+import pathlib
+from dataclasses import dataclass
+
+import pytest
+
+PROBE_SOURCE = (pathlib.Path(__file__).parent / "smtp_probe.py").read_text()
+PROBE_B64 = base64.b64encode(PROBE_SOURCE.encode()).decode()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One (service name, port) pair that Postfix serves."""
+
+    listener: str
+    hostname: str
+    address: str
+    port: int
+    tls: str
+
+    @property
+    def label(self):
+        return f"{self.hostname}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Account:
+    login: str
+    address: str
+    password: str
+
+
+class Deployment:
+    """What the inventory says the host should serve."""
+
+    def __init__(self, variables):
+        missing = [
+            name
+            for name in ("submission_domain", "submission_mta_listeners", "submission_verify_accounts")
+            if name not in variables
+        ]
+        if missing:
+            raise pytest.UsageError(
+                "the inventory lacks " + ", ".join(missing) + " (see inventory/production/README.md)"
+            )
+        self.domain = variables["submission_domain"]
+        self.endpoints = [
+            Endpoint(
+                listener=listener["name"],
+                hostname=listener.get("hostname", f"{listener['name']}.{self.domain}"),
+                address=listener["address"],
+                port=int(port),
+                tls=listener.get("tls", "starttls"),
+            )
+            for listener in variables["submission_mta_listeners"]
+            for port in listener["ports"]
+        ]
+        self.accounts = [Account(**account) for account in variables["submission_verify_accounts"]]
+        self.sink_maildir = variables.get("submission_verify_sink_maildir")
+        self.recipient = variables.get("submission_verify_recipient", "postmaster@example.net")
+
+    def first_endpoint_of_each_listener(self):
+        seen = {}
+        for endpoint in self.endpoints:
+            seen.setdefault(endpoint.listener, endpoint)
+        return list(seen.values())
+
+    def account(self, domain=None):
+        for account in self.accounts:
+            if domain is None or account.address.endswith("@" + domain):
+                return account
+        raise pytest.UsageError(f"submission_verify_accounts has no account at {domain}")
+
+
+@pytest.fixture(scope="module")
+def deployment(host):
+    return Deployment(host.ansible.get_variables())
+
+
+class Probe:
+    """Plays SMTP sessions on the host under test and returns their results."""
+
+    def __init__(self, host):
+        self.host = host
+        self._next_source = 10
+
+    def run(self, cases):
+        payload = base64.b64encode(json.dumps(cases).encode()).decode()
+        cmd = self.host.run(
+            "python3 -c \"$(echo %s | base64 -d)\" %s", PROBE_B64, payload
+        )
+        assert cmd.rc == 0, f"probe failed: {cmd.stderr}"
+        return json.loads(cmd.stdout)
+
+    def one(self, case):
+        return self.run([case])[0]
+
+    def fresh_source(self, endpoint):
+        """A client address of its own for a session that fails on purpose.
+
+        Dovecot delays answers to an address after failed logins; on a loopback
+        listener each such session gets its own 127.0.x.y so that one refused
+        case does not slow the next. Elsewhere the host's own address is used.
+        """
+        if not ipaddress.ip_address(endpoint.address).is_loopback:
+            return None
+        self._next_source += 1
+        return f"127.0.{self._next_source // 250}.{self._next_source % 250 + 2}"
+
+
+@pytest.fixture(scope="module")
+def probe(host):
+    return Probe(host)
+
+
+def session(endpoint, **fields):
+    """A probe case for this endpoint: STARTTLS unless told otherwise."""
+    case = {"host": endpoint.hostname, "port": endpoint.port, "starttls": True}
+    case.update(fields)
+    return case
