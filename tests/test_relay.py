@@ -1,0 +1,104 @@
+"""Relay: authenticated clients only, and what they send arrives intact."""
+
+import email
+import re
+import uuid
+
+import pytest
+
+from conftest import session
+
+QUEUED = re.compile(r"queued as ([0-9A-Za-z]+)")
+
+
+def message(sender, recipient, token):
+    return (
+        f"From: <{sender}>\r\nTo: <{recipient}>\r\nSubject: submission test {token}\r\n"
+        f"Message-ID: <{token}@probe.test>\r\n\r\nToken {token}\r\n"
+    )
+
+
+def test_unauthenticated_relay_is_refused_on_every_endpoint(probe, deployment):
+    sender = deployment.accounts[0].address
+    cases, labels = [], []
+    for endpoint in deployment.endpoints:
+        for starttls in (True, False) if endpoint.tls != "required" else (True,):
+            cases.append(session(endpoint, starttls=starttls, mail_from=sender, rcpt_to=[deployment.recipient]))
+            labels.append(f"{endpoint.label} {'after' if starttls else 'without'} STARTTLS")
+    failures = []
+    for label, result in zip(labels, probe.run(cases)):
+        rcpt = (result.get("rcpt") or [[0, ""]])[0]
+        if rcpt[0] != 554 or "5.7.1" not in rcpt[1] or "data" in result:
+            failures.append(f"{label}: {result}")
+    assert not failures, "relayed without AUTH:\n" + "\n".join(failures)
+
+
+def _wait_for_sink(host, maildir, token):
+    found = host.run(
+        "for i in $(seq 120); do f=$(grep -rl %s %s/new 2>/dev/null | head -n1); "
+        '[ -n "$f" ] && cat "$f" && exit 0; sleep 0.5; done; exit 1',
+        token,
+        maildir,
+    )
+    return email.message_from_string(found.stdout) if found.rc == 0 else None
+
+
+def test_authenticated_message_reaches_the_sink_with_its_envelope_sender(host, probe, deployment):
+    if not deployment.sink_maildir:
+        pytest.skip("submission_verify_sink_maildir is not set: this deployment relays to the Internet")
+    account = deployment.accounts[0]
+    tokens = {e: uuid.uuid4().hex for e in deployment.endpoints}
+    cases = [
+        session(
+            e,
+            login=account.login,
+            password=account.password,
+            mail_from=account.address,
+            rcpt_to=[deployment.recipient],
+            data=message(account.address, deployment.recipient, tokens[e]),
+        )
+        for e in deployment.endpoints
+    ]
+    failures = []
+    for endpoint, result in zip(deployment.endpoints, probe.run(cases)):
+        if (result.get("data") or [0])[0] != 250:
+            failures.append(f"{endpoint.label} did not accept: {result}")
+            continue
+        received = _wait_for_sink(host, deployment.sink_maildir, tokens[endpoint])
+        if received is None:
+            failures.append(f"{endpoint.label}: accepted ({result['data'][1]}) but never reached the sink")
+        elif received["X-MailFrom"] != account.address:
+            failures.append(f"{endpoint.label}: envelope sender became {received['X-MailFrom']}")
+        elif deployment.recipient not in received["X-RcptTo"]:
+            failures.append(f"{endpoint.label}: recipients became {received['X-RcptTo']}")
+    assert not failures, "\n".join(failures)
+
+
+def test_postfix_logs_the_canonical_login_as_sasl_username(host, probe, deployment):
+    endpoint = deployment.endpoints[0]
+    failures = []
+    for account in deployment.accounts:
+        local, domain = account.address.split("@")
+        login = f"{local}%{domain}".upper()
+        result = probe.one(
+            session(
+                endpoint,
+                login=login,
+                password=account.password,
+                mail_from=account.address,
+                rcpt_to=[deployment.recipient],
+                data=message(account.address, deployment.recipient, uuid.uuid4().hex),
+            )
+        )
+        queued = QUEUED.search((result.get("data") or [0, ""])[1])
+        if not queued:
+            failures.append(f"{login}: not accepted: {result}")
+            continue
+        log = host.run(
+            "for i in $(seq 40); do journalctl --no-pager -o cat --since=-15min | grep -F '%s: client=' && exit 0;"
+            " sleep 0.5; done; exit 1",
+            queued.group(1),
+        )
+        if f"sasl_username={account.address}" not in log.stdout.split():
+            failures.append(f"{login}: logged as {log.stdout.strip()!r}, expected sasl_username={account.address}")
+    assert not failures, "\n".join(failures)

@@ -1,0 +1,57 @@
+"""The daemons run, start at boot, and carry only the configuration the role wrote."""
+
+import pytest
+
+
+def test_postfix_runs_and_starts_at_boot(host):
+    postfix = host.service("postfix")
+    assert postfix.is_enabled
+    assert host.run("postfix status").rc == 0, "postfix status: the master process is not running"
+
+
+def test_dovecot_runs_and_starts_at_boot(host):
+    dovecot = host.service("dovecot")
+    assert dovecot.is_running
+    assert dovecot.is_enabled
+
+
+def test_postfix_check_is_clean(host):
+    check = host.run("postfix check")
+    assert check.rc == 0
+    assert check.stdout + check.stderr == "", check.stdout + check.stderr
+
+
+def test_dovecot_offers_no_imap_or_pop3(host):
+    listening = host.run("ss -Hltnp")
+    assert "dovecot" not in listening.stdout, listening.stdout
+    assert host.run("doveconf -h protocols").stdout.strip() == ""
+
+
+def test_dovecot_authenticates_only_from_the_submission_users_file(host):
+    passdbs = host.run("doveconf -n").stdout
+    assert "pam" not in passdbs.lower(), passdbs
+    assert "passwd-file" in passdbs
+
+
+@pytest.mark.parametrize("path", ["/etc/dovecot/submission-users"])
+def test_users_file_is_not_world_readable(host, path):
+    users = host.file(path)
+    assert users.user == "root"
+    assert users.group == "dovecot"
+    assert users.mode & 0o007 == 0, oct(users.mode)
+
+
+def test_no_clear_password_in_users_file(host, deployment):
+    content = host.file("/etc/dovecot/submission-users").content_string
+    for account in deployment.accounts:
+        assert account.password not in content, f"clear password of {account.login} in users file"
+
+
+def test_service_private_keys_are_root_only(host):
+    keys = host.run("postconf -xh smtpd_tls_chain_files").stdout.replace(",", " ").split()
+    key_files = [path for path in keys if host.file(path).contains("PRIVATE KEY")]
+    assert key_files, f"no private key among {keys}"
+    for path in key_files:
+        key = host.file(path)
+        assert key.user == "root", path
+        assert key.mode & 0o077 == 0, f"{path} is mode {oct(key.mode)}"
