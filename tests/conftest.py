@@ -99,9 +99,7 @@ class Probe:
 
     def run(self, cases):
         payload = base64.b64encode(json.dumps(cases).encode()).decode()
-        cmd = self.host.run(
-            "python3 -c \"$(echo %s | base64 -d)\" %s", PROBE_B64, payload
-        )
+        cmd = self.host.run('python3 -c "$(echo %s | base64 -d)" %s', PROBE_B64, payload)
         assert cmd.rc == 0, f"probe failed: {cmd.stderr}"
         return json.loads(cmd.stdout)
 

@@ -35,69 +35,74 @@ def _tls_context(case):
     return context
 
 
+class Refused(Exception):
+    """The server refused a step: the session ends there."""
+
+
+def _starttls(client, case, result):
+    try:
+        code, text = client.starttls(context=_tls_context(case))
+    except smtplib.SMTPResponseException as exc:
+        result["starttls"] = [exc.smtp_code, exc.smtp_error.decode()]
+        raise Refused from exc
+    except (ssl.SSLError, ssl.CertificateError, OSError) as exc:
+        result["tls_error"] = f"{type(exc).__name__}: {exc}"
+        raise Refused from exc
+    result["starttls"] = _reply((code, text))
+    sock = client.sock
+    cert = sock.getpeercert()
+    result["tls"] = {
+        "version": sock.version(),
+        "cipher": sock.cipher()[0],
+        "names": sorted(v for k, v in cert.get("subjectAltName", ()) if k == "DNS"),
+        "not_after": cert.get("notAfter"),
+    }
+    result["ehlo_tls"] = _reply(client.ehlo("probe.test"))
+    result["features_tls"] = _features(client)
+
+
+def _step(result, key, reply, expected):
+    result[key] = _reply(reply)
+    if result[key][0] != expected:
+        raise Refused
+
+
+def _transaction(client, case, result):
+    if "login" in case:
+        token = b"\0" + case["login"].encode() + b"\0" + case["password"].encode()
+        _step(result, "auth", client.docmd("AUTH", "PLAIN " + base64.b64encode(token).decode()), 235)
+    if "mail_from" not in case:
+        return
+    _step(result, "mail", client.docmd(f"MAIL FROM:<{case['mail_from']}>"), 250)
+    result["rcpt"] = [_reply(client.docmd(f"RCPT TO:<{rcpt}>")) for rcpt in case["rcpt_to"]]
+    if any(code == 250 for code, _ in result["rcpt"]) and "data" in case:
+        result["data"] = _reply(client.data(case["data"].encode()))
+
+
 def run_session(case):
     result = {}
     source = (case["source"], 0) if case.get("source") else None
+    client = smtplib.SMTP(timeout=case.get("timeout", 30), source_address=source)
+    # starttls() verifies the certificate against this name; SMTP() sets it only
+    # when it connects itself, and then it hides the greeting the tests check.
+    client._host = case["host"]
     try:
-        client = smtplib.SMTP(timeout=case.get("timeout", 30), source_address=source)
-        # starttls() verifies the certificate against this name; SMTP() sets it only
-        # when it connects itself, and then it hides the greeting the tests check.
-        client._host = case["host"]
         result["banner"] = _reply(client.connect(case["host"], case["port"]))
-    except (OSError, smtplib.SMTPException) as exc:
-        result["error"] = f"connect: {exc}"
-        return result
-    try:
         result["ehlo"] = _reply(client.ehlo("probe.test"))
         result["features"] = _features(client)
         if case.get("starttls"):
-            try:
-                code, text = client.starttls(context=_tls_context(case))
-            except smtplib.SMTPResponseException as exc:
-                result["starttls"] = [exc.smtp_code, exc.smtp_error.decode()]
-                return result
-            except (ssl.SSLError, ssl.CertificateError, OSError) as exc:
-                result["tls_error"] = f"{type(exc).__name__}: {exc}"
-                return result
-            result["starttls"] = _reply((code, text))
-            sock = client.sock
-            cert = sock.getpeercert()
-            result["tls"] = {
-                "version": sock.version(),
-                "cipher": sock.cipher()[0],
-                "names": sorted(v for k, v in cert.get("subjectAltName", ()) if k == "DNS"),
-                "not_after": cert.get("notAfter"),
-            }
-            result["ehlo_tls"] = _reply(client.ehlo("probe.test"))
-            result["features_tls"] = _features(client)
-        if "login" in case:
-            token = b"\0" + case["login"].encode() + b"\0" + case["password"].encode()
-            result["auth"] = _reply(client.docmd("AUTH", "PLAIN " + base64.b64encode(token).decode()))
-            if result["auth"][0] != 235:
-                return result
-        if "mail_from" not in case:
-            return result
-        result["mail"] = _reply(client.docmd(f"MAIL FROM:<{case['mail_from']}>"))
-        if result["mail"][0] != 250:
-            return result
-        result["rcpt"] = []
-        for rcpt in case["rcpt_to"]:
-            result["rcpt"].append(_reply(client.docmd(f"RCPT TO:<{rcpt}>")))
-        if not any(code == 250 for code, _ in result["rcpt"]):
-            return result
-        result["data"] = _reply(client.data(case["data"].encode()))
-        return result
-    except smtplib.SMTPServerDisconnected as exc:
-        result["error"] = f"disconnected: {exc}"
-        return result
+            _starttls(client, case, result)
+        _transaction(client, case, result)
+    except Refused:
+        pass
     except (OSError, smtplib.SMTPException) as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"
-        return result
     finally:
         try:
             client.quit()
         except (OSError, smtplib.SMTPException):
             client.close()
+    return result
 
 
 def main():

@@ -5,7 +5,6 @@ is accepted too, case does not matter; every other form is refused with 535.
 """
 
 import pytest
-
 from conftest import session
 
 
@@ -45,7 +44,7 @@ def test_every_accepted_login_form_authenticates(probe, deployment):
                 labels.append(f"{endpoint.label} {login!r}")
     failures = [
         f"{label}: {result.get('auth') or result}"
-        for label, result in zip(labels, probe.run(cases))
+        for label, result in zip(labels, probe.run(cases), strict=True)
         if (result.get("auth") or [0])[0] != 235
     ]
     assert not failures, "refused:\n" + "\n".join(failures)
@@ -75,7 +74,7 @@ def test_every_other_login_is_refused_with_535(probe, deployment, listener_index
         labels.append(f"{why} {login!r}")
     failures = [
         f"{label}: {result.get('auth') or result}"
-        for label, result in zip(labels, probe.run(cases))
+        for label, result in zip(labels, probe.run(cases), strict=True)
         if (result.get("auth") or [0])[0] != 535
     ]
     assert not failures, f"{endpoint.label} did not refuse with 535:\n" + "\n".join(failures)

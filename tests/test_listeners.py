@@ -14,7 +14,7 @@ def test_every_endpoint_listens_on_its_address(host, deployment):
 
 def test_starttls_presents_a_certificate_that_verifies_for_the_name(probe, deployment):
     results = probe.run([session(e) for e in deployment.endpoints])
-    for endpoint, result in zip(deployment.endpoints, results):
+    for endpoint, result in zip(deployment.endpoints, results, strict=True):
         assert "tls_error" not in result, f"{endpoint.label}: {result['tls_error']}"
         assert result["starttls"][0] == 220, f"{endpoint.label}: {result}"
         assert endpoint.hostname in result["tls"]["names"], f"{endpoint.label}: {result['tls']}"
@@ -23,20 +23,20 @@ def test_starttls_presents_a_certificate_that_verifies_for_the_name(probe, deplo
 
 def test_greeting_names_the_service(probe, deployment):
     results = probe.run([session(e, starttls=False) for e in deployment.endpoints])
-    for endpoint, result in zip(deployment.endpoints, results):
+    for endpoint, result in zip(deployment.endpoints, results, strict=True):
         assert result["banner"][0] == 220, f"{endpoint.label}: {result}"
         assert result["banner"][1].startswith(endpoint.hostname + " "), f"{endpoint.label}: {result['banner']}"
 
 
 def test_protocols_older_than_tls_1_2_are_refused(probe, deployment):
     results = probe.run([session(e, tls_max="TLSv1_1") for e in deployment.endpoints])
-    for endpoint, result in zip(deployment.endpoints, results):
+    for endpoint, result in zip(deployment.endpoints, results, strict=True):
         assert "tls_error" in result, f"{endpoint.label} accepted TLS <= 1.1: {result.get('tls')}"
 
 
 def test_auth_is_advertised_only_after_starttls(probe, deployment):
     results = probe.run([session(e) for e in deployment.endpoints])
-    for endpoint, result in zip(deployment.endpoints, results):
+    for endpoint, result in zip(deployment.endpoints, results, strict=True):
         assert "auth" not in result["features"], f"{endpoint.label} offers AUTH in clear: {result['features']}"
         assert "starttls" in result["features"], f"{endpoint.label}: {result['features']}"
         assert "auth" in result["features_tls"], f"{endpoint.label} offers no AUTH after STARTTLS"
@@ -49,6 +49,6 @@ def test_tls_only_service_refuses_mail_before_starttls(probe, deployment):
     results = probe.run(
         [session(e, starttls=False, mail_from=account.address, rcpt_to=[deployment.recipient]) for e in required]
     )
-    for endpoint, result in zip(required, results):
+    for endpoint, result in zip(required, results, strict=True):
         assert result["mail"][0] == 530, f"{endpoint.label}: {result}"
         assert "STARTTLS" in result["mail"][1], f"{endpoint.label}: {result['mail']}"

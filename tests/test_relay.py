@@ -5,7 +5,6 @@ import re
 import uuid
 
 import pytest
-
 from conftest import session
 
 QUEUED = re.compile(r"queued as ([0-9A-Za-z]+)")
@@ -26,7 +25,7 @@ def test_unauthenticated_relay_is_refused_on_every_endpoint(probe, deployment):
             cases.append(session(endpoint, starttls=starttls, mail_from=sender, rcpt_to=[deployment.recipient]))
             labels.append(f"{endpoint.label} {'after' if starttls else 'without'} STARTTLS")
     failures = []
-    for label, result in zip(labels, probe.run(cases)):
+    for label, result in zip(labels, probe.run(cases), strict=True):
         rcpt = (result.get("rcpt") or [[0, ""]])[0]
         if rcpt[0] != 554 or "5.7.1" not in rcpt[1] or "data" in result:
             failures.append(f"{label}: {result}")
@@ -60,7 +59,7 @@ def test_authenticated_message_reaches_the_sink_with_its_envelope_sender(host, p
         for e in deployment.endpoints
     ]
     failures = []
-    for endpoint, result in zip(deployment.endpoints, probe.run(cases)):
+    for endpoint, result in zip(deployment.endpoints, probe.run(cases), strict=True):
         if (result.get("data") or [0])[0] != 250:
             failures.append(f"{endpoint.label} did not accept: {result}")
             continue
