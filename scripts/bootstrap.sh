@@ -13,9 +13,15 @@ command -v dockerd >/dev/null || need_packages+=(docker.io)
 command -v debootstrap >/dev/null || need_packages+=(debootstrap)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_packages+=(python3-venv)
 command -v git >/dev/null || need_packages+=(git)
+# The module's unit tests and the benchmark run Postfix's real postmap here.
+for pkg in postfix postfix-lmdb postfix-cdb; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need_packages+=("$pkg")
+done
 if [ ${#need_packages[@]} -gt 0 ]; then
     say "Installing ${need_packages[*]} from Debian's packages"
     apt-get update -q
+    # Postfix is needed for postmap only: no configuration, so it starts no daemon.
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need_packages[@]}"
 fi
 

@@ -1,0 +1,155 @@
+# Copyright: smtp-submission developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Parse, validate and normalise sender-allowlist keys and SASL logins.
+
+Pure Python, no Ansible import, so that it is unit-tested without a target host.
+
+A sender key is ``local@domain`` (that address; Postfix also applies it to
+``local+tag@domain``) or ``@domain`` (every address at that domain). A login is
+the canonical ``local@domain`` that Dovecot reports and Postfix logs as
+``sasl_username``. Both are lower-cased, with the domain in its IDNA A-label
+form, because Postfix folds lookup keys to lower case and compares ASCII.
+
+Refused, because Postfix or postmap would read them as something else, or
+because no mail client sends them: whitespace, commas, control characters,
+``%`` and ``!`` (old relay routing), ``:`` and source routes, quoted local parts,
+empty labels and trailing dots, a leading ``#`` (a comment to postmap), local
+parts over 64 octets, domains over 255 octets, labels over 63 octets.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_LOCAL_OCTETS = 64
+MAX_DOMAIN_OCTETS = 255
+MAX_LABEL_OCTETS = 63
+
+# RFC 5322 atext without the characters refused above ('%', '!').
+_ATEXT = r"[a-z0-9#$&'*+/=?^_`{|}~-]"
+_LOCAL = rf"(?!#){_ATEXT}+(?:\.{_ATEXT}+)*"
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DOMAIN = rf"{_LABEL}(?:\.{_LABEL})+"
+# Logins pass through Dovecot's auth_username_chars, a narrower set.
+_LOGIN_LOCAL = r"[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*"
+
+SENDER_RE = re.compile(rf"(?:{_LOCAL})?@{_DOMAIN}")
+LOGIN_RE = re.compile(rf"{_LOGIN_LOCAL}@{_DOMAIN}")
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_WHITESPACE = re.compile(r"\s")
+
+
+class AddressError(ValueError):
+    """An address that cannot be a key or a login; the message says why."""
+
+    def __init__(self, value, reason):
+        super().__init__(f"{value!r}: {reason}")
+        self.value = value
+        self.reason = reason
+
+
+def _domain_to_ascii(value, domain):
+    if not domain:
+        raise AddressError(value, "empty domain")
+    if domain.endswith("."):
+        raise AddressError(value, "trailing dot in the domain")
+    if domain.startswith("[") or domain.startswith("#"):
+        raise AddressError(value, "address literals are not allowed")
+    labels = domain.split(".")
+    ascii_labels = []
+    for label in labels:
+        if not label:
+            raise AddressError(value, "empty label in the domain")
+        if label.isascii():
+            ascii_label = label.lower()
+        else:
+            try:
+                ascii_label = label.encode("idna").decode("ascii")
+            except UnicodeError as exc:
+                raise AddressError(value, f"domain label {label!r} is not a valid IDN label ({exc})") from None
+        if len(ascii_label) > MAX_LABEL_OCTETS:
+            raise AddressError(value, f"domain label {label!r} is longer than {MAX_LABEL_OCTETS} octets")
+        if not re.fullmatch(_LABEL, ascii_label):
+            raise AddressError(value, f"domain label {label!r} has a character outside letters, digits and '-'")
+        ascii_labels.append(ascii_label)
+    if len(ascii_labels) < 2:
+        raise AddressError(value, "the domain needs at least two labels")
+    ascii_domain = ".".join(ascii_labels)
+    if len(ascii_domain) > MAX_DOMAIN_OCTETS:
+        raise AddressError(value, f"domain is longer than {MAX_DOMAIN_OCTETS} octets")
+    return ascii_domain
+
+
+def _check_common(value):
+    if not isinstance(value, str):
+        raise AddressError(value, "not a string")
+    if not value:
+        raise AddressError(value, "empty")
+    if _CONTROL.search(value):
+        raise AddressError(value, "control character")
+    if _WHITESPACE.search(value):
+        raise AddressError(value, "whitespace")
+    for char, why in ((",", "comma"), ("%", "'%' (percent-hack routing)"), ("!", "'!' (bang path)")):
+        if char in value:
+            raise AddressError(value, why)
+    if ":" in value:
+        raise AddressError(value, "':' (source route or address literal)")
+    if '"' in value or "\\" in value:
+        raise AddressError(value, "quoted local part")
+    if value.count("@") != 1:
+        raise AddressError(value, "needs exactly one '@'")
+
+
+def _check_local(value, local, pattern):
+    if len(local.encode()) > MAX_LOCAL_OCTETS:
+        raise AddressError(value, f"local part is longer than {MAX_LOCAL_OCTETS} octets")
+    if local.startswith(".") or local.endswith(".") or ".." in local:
+        raise AddressError(value, "empty dot-separated part in the local part")
+    if local.startswith("#"):
+        raise AddressError(value, "local part starts with '#'")
+    if not re.fullmatch(pattern, local):
+        bad = sorted({c for c in local if not re.fullmatch(pattern, c)})
+        raise AddressError(value, f"local part has a character that is not allowed: {''.join(bad)!r}")
+
+
+def normalize_sender(value):
+    """Return the canonical form of a sender key, or raise AddressError."""
+    if isinstance(value, str):
+        folded = value.lower()
+        if folded.isascii() and SENDER_RE.fullmatch(folded) and _lengths_ok(folded):
+            return folded
+    _check_common(value)
+    local, domain = value.split("@")
+    if local.startswith("@"):
+        raise AddressError(value, "source route")
+    domain = _domain_to_ascii(value, domain)
+    if local:
+        local = local.lower()
+        _check_local(value, local, rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
+    return f"{local}@{domain}"
+
+
+def normalize_login(value):
+    """Return the canonical form of a SASL login (local@domain), or raise AddressError."""
+    if isinstance(value, str):
+        folded = value.lower()
+        if folded.isascii() and LOGIN_RE.fullmatch(folded) and _lengths_ok(folded):
+            return folded
+    _check_common(value)
+    local, domain = value.split("@")
+    if not local:
+        raise AddressError(value, "a login needs a local part")
+    domain = _domain_to_ascii(value, domain)
+    local = local.lower()
+    _check_local(value, local, r"[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*")
+    return f"{local}@{domain}"
+
+
+def _lengths_ok(address):
+    local, _, domain = address.partition("@")
+    return (
+        len(local) <= MAX_LOCAL_OCTETS
+        and len(domain) <= MAX_DOMAIN_OCTETS
+        and all(len(label) <= MAX_LABEL_OCTETS for label in domain.split("."))
+    )

@@ -1,0 +1,390 @@
+#!/usr/bin/python
+# Copyright: smtp-submission developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: sender_allowlist
+short_description: Manage a Postfix sender allowlist table (sender address to SASL logins)
+version_added: 0.1.0
+description:
+  - Manages one table of sender addresses and the SASL logins allowed to use them, in the form
+    Postfix's C(smtpd_sender_login_maps) reads, for C(reject_authenticated_sender_login_mismatch).
+  - A key is C(local@domain) (that address; with C(recipient_delimiter = +) also C(local+tag@domain)) or
+    C(@domain) (every address at the domain). A key may belong to several logins.
+  - Keys and logins are validated and normalised first (lower case, IDN domains to their A-label, RFC 5321
+    length limits). Whitespace, commas, control characters, C(%), C(!), C(:), source routes, quoted local
+    parts, empty labels and trailing dots are refused. A bad entry fails the task, names the entry, and
+    nothing is written.
+  - When the resulting table equals the current one, nothing is written and no map is rebuilt.
+    Otherwise the source file and the compiled map are replaced by renaming complete new files over
+    them, so that Postfix never reads a half-built map and a failure midway leaves the previous table
+    in force. Small changes to C(lmdb) and C(hash) maps are applied with C(postmap -i)/C(postmap -d) to a
+    copy of the compiled map instead of a full rebuild.
+  - Runs against the same table serialise on a lock, so concurrent runs do not lose each other's entries.
+  - Postfix daemons notice a replaced map by themselves; no reload is needed.
+author:
+  - smtp-submission developers
+attributes:
+  check_mode:
+    support: full
+    description: Computes the changes, counts and diff without writing anything.
+  diff_mode:
+    support: full
+    description: The diff lists the pairs removed (before) and added (after), at most 1000 of each.
+  platform:
+    platforms: posix
+requirements:
+  - Postfix's C(postmap) on the target, with support for the chosen map type (Debian packages
+    C(postfix-lmdb), C(postfix-cdb)).
+options:
+  path:
+    description:
+      - The table's source file. The compiled map is C(path) plus C(.lmdb), C(.db) or C(.cdb).
+      - Its directory must exist.
+    type: path
+    required: true
+  entries:
+    description:
+      - Pairs to add (C(state=present)) or remove (C(state=absent)).
+      - An absent entry without C(login) removes the sender key with all its logins.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      sender:
+        description: A sender key, C(local@domain) or C(@domain).
+        type: str
+        required: true
+      login:
+        description: The canonical SASL login (C(user@domain)) allowed to send as C(sender).
+        type: str
+      state:
+        description: Whether the pair should be in the table.
+        type: str
+        choices: [present, absent]
+        default: present
+  src:
+    description:
+      - A file on the target with one C(sender login) pair a line, for bulk loads. Blank lines and lines
+        starting with C(#) are skipped. Its pairs are added like present entries.
+    type: path
+  exclusive:
+    description:
+      - If C(true), the table holds exactly the present entries and the pairs of C(src); every other pair
+        is removed.
+    type: bool
+    default: false
+  type:
+    description: The Postfix lookup table type of the compiled map.
+    type: str
+    choices: [lmdb, hash, cdb]
+    default: lmdb
+  postfix_config_dir:
+    description:
+      - Postfix configuration directory that C(postmap) reads (C(postmap -c)). Default is Postfix's own.
+    type: path
+  incremental_limit:
+    description:
+      - Largest number of changed keys applied incrementally to a copy of an C(lmdb) or C(hash) map; larger
+        changes rebuild the map from the source file.
+    type: int
+    default: 10000
+extends_documentation_fragment:
+  - ansible.builtin.files
+notes:
+  - The source file starts with a comment that records a digest of the input and of the table, so that
+    a repeated run with the same input recognises an unchanged table without parsing it. Do not edit the
+    file by hand; a hand edit is noticed (the digest no longer matches) and the next run rewrites it.
+  - Postfix tries, for a sender, the full address, then the address without its C(+tag), then C(@domain),
+    and uses the logins of the first key that exists.
+seealso:
+  - name: Postfix smtpd_sender_login_maps
+    description: How Postfix uses this table.
+    link: https://www.postfix.org/postconf.5.html#smtpd_sender_login_maps
+"""
+
+EXAMPLES = r"""
+- name: Allow alice to send as her alias, and bob as anything at his domain
+  mailops.submission.sender_allowlist:
+    path: /etc/postfix/submission/sender_logins_accounts
+    entries:
+      - sender: alice.smith@runbox.com
+        login: alice@runbox.com
+      - sender: "@hosted.example"
+        login: bob@hosted.example
+
+- name: Remove a validated external address from every login
+  mailops.submission.sender_allowlist:
+    path: /etc/postfix/submission/sender_logins_validated
+    entries:
+      - sender: alice.ext@gmail.example
+        state: absent
+
+- name: Load a whole table from a file on the target, dropping every pair not in it
+  mailops.submission.sender_allowlist:
+    path: /etc/postfix/submission/sender_logins_validated
+    src: /var/lib/validation/validated-senders.txt
+    exclusive: true
+    type: lmdb
+    owner: root
+    group: root
+    mode: "0644"
+"""
+
+RETURN = r"""
+added:
+  description: Number of (sender, login) pairs added.
+  returned: always
+  type: int
+  sample: 1
+removed:
+  description: Number of (sender, login) pairs removed.
+  returned: always
+  type: int
+  sample: 0
+pairs:
+  description: Number of (sender, login) pairs in the table after the run.
+  returned: always
+  type: int
+  sample: 3
+keys:
+  description: Number of sender keys in the table after the run.
+  returned: always
+  type: int
+  sample: 3
+map:
+  description: Path of the compiled map.
+  returned: always
+  type: str
+  sample: /etc/postfix/submission/sender_logins_accounts.lmdb
+rebuild:
+  description: How the compiled map was updated, C(none), C(incremental) or C(full).
+  returned: always
+  type: str
+  sample: incremental
+"""
+
+import fcntl
+import hashlib
+import os
+import shutil
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.mailops.submission.plugins.module_utils.sender_table import (
+    TableError,
+    apply_changes,
+    compare,
+    diff_text,
+    header,
+    input_digest,
+    parse_entry,
+    parse_pairs,
+    parse_table,
+    read_header,
+    render_body,
+)
+
+MAP_SUFFIX = {"lmdb": ".lmdb", "hash": ".db", "cdb": ".cdb"}
+
+
+class TableFiles:
+    """The source file, the compiled map, and the postmap calls that make one from the other."""
+
+    def __init__(self, module, path, map_type):
+        self.module = module
+        self.path = path
+        self.type = map_type
+        self.map = path + MAP_SUFFIX[map_type]
+        self.directory = os.path.dirname(path) or "."
+        self.postmap = [module.get_bin_path("postmap", required=True)]
+        if module.params["postfix_config_dir"]:
+            self.postmap += ["-c", module.params["postfix_config_dir"]]
+
+    def read_source(self):
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return None
+        except UnicodeDecodeError as exc:
+            self.module.fail_json(msg=f"{self.path} is not UTF-8 text ({exc}); not touching it")
+
+    def map_is_current(self):
+        """The compiled map exists and is not older than its source."""
+        try:
+            return os.stat(self.map).st_mtime_ns >= os.stat(self.path).st_mtime_ns
+        except FileNotFoundError:
+            return False
+
+    def run_postmap(self, args, data=None):
+        cmd = self.postmap + args
+        rc, out, err = self.module.run_command(cmd, data=data, binary_data=data is not None)
+        if rc != 0:
+            raise OSError(f"{' '.join(cmd)} failed (rc={rc}): {err.strip() or out.strip()}")
+
+    def replace(self, text, table, write_keys, delete_keys, incremental):
+        """Put a new source and map in place by renaming complete files over the old ones."""
+        fd, tmp_source = tempfile.mkstemp(prefix=f".{os.path.basename(self.path)}.", dir=self.directory)
+        tmp_map = tmp_source + MAP_SUFFIX[self.type]
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            if incremental:
+                shutil.copyfile(self.map, tmp_map)
+                if delete_keys:
+                    self.run_postmap(["-d", "-", f"{self.type}:{tmp_source}"], "".join(k + "\n" for k in delete_keys))
+                if write_keys:
+                    lines = "".join(f"{k}\t{','.join(table[k])}\n" for k in write_keys)
+                    self.run_postmap(["-i", "-r", f"{self.type}:{tmp_source}"], lines)
+            else:
+                self.run_postmap([f"{self.type}:{tmp_source}"])
+            # Source first: should the map's rename fail, the map is older than its
+            # source, and the next run rebuilds it in full.
+            self.module.atomic_move(tmp_source, self.path)
+            self.module.atomic_move(tmp_map, self.map)
+        finally:
+            for leftover in (tmp_source, tmp_map):
+                if os.path.exists(leftover):
+                    os.unlink(leftover)
+
+
+def file_digest(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "path": {"type": "path", "required": True},
+            "entries": {
+                "type": "list",
+                "elements": "dict",
+                "default": [],
+                "options": {
+                    "sender": {"type": "str", "required": True},
+                    "login": {"type": "str"},
+                    "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+                },
+            },
+            "src": {"type": "path"},
+            "exclusive": {"type": "bool", "default": False},
+            "type": {"type": "str", "choices": list(MAP_SUFFIX), "default": "lmdb"},
+            "postfix_config_dir": {"type": "path"},
+            "incremental_limit": {"type": "int", "default": 10000},
+        },
+        add_file_common_args=True,
+        supports_check_mode=True,
+    )
+    params = module.params
+    path = params["path"]
+    result = {"changed": False, "path": path, "added": 0, "removed": 0, "rebuild": "none"}
+
+    if not os.path.isabs(path) or os.path.isdir(path):
+        module.fail_json(msg=f"path {path!r} must be an absolute file path", **result)
+    if not os.path.isdir(os.path.dirname(path)):
+        module.fail_json(msg=f"directory {os.path.dirname(path)!r} of path does not exist", **result)
+    files = TableFiles(module, path, params["type"])
+    result["map"] = files.map
+
+    # Every entry is checked before anything is read or written.
+    try:
+        entries = [parse_entry(i, e) for i, e in enumerate(params["entries"])]
+    except TableError as exc:
+        module.fail_json(msg=f"invalid entry {exc}", **result)
+    src_digest = None
+    if params["src"]:
+        if not os.path.isfile(params["src"]):
+            module.fail_json(msg=f"src {params['src']!r} does not exist or is not a file", **result)
+        src_digest = file_digest(params["src"])
+    digest = input_digest(entries, src_digest, params["exclusive"], params["type"])
+
+    lock_fd = os.open(files.directory, os.O_RDONLY)
+    try:
+        # One run at a time per directory: read, compute and replace as one step.
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        run(module, files, entries, digest, result)
+    finally:
+        os.close(lock_fd)
+
+
+def run(module, files, entries, digest, result):
+    params = module.params
+    current_text = files.read_source()
+    recorded_input, recorded_body, body = read_header(current_text or "")
+    if (
+        current_text is not None
+        and recorded_input == digest
+        and recorded_body == hashlib.sha256(body.encode()).hexdigest()
+        and files.map_is_current()
+    ):
+        # Same input applied to the table it produced last time: nothing to do.
+        result["pairs"] = sum(len(line.split("\t", 1)[1].split(",")) for line in body.splitlines() if "\t" in line)
+        result["keys"] = body.count("\n")
+        finish(module, files, result)
+
+    try:
+        bulk = []
+        if params["src"]:
+            with open(params["src"], encoding="utf-8", errors="strict") as handle:
+                bulk = parse_pairs(handle.read(), f"src {params['src']}")
+        current = parse_table(body, files.path) if current_text is not None else {}
+    except TableError as exc:
+        module.fail_json(msg=str(exc), **result)
+    except UnicodeDecodeError as exc:
+        module.fail_json(msg=f"src {params['src']} is not UTF-8 text ({exc})", **result)
+
+    desired = apply_changes(current, entries, bulk, params["exclusive"])
+    added, removed, write_keys, delete_keys = compare(current, desired)
+    result.update(
+        added=len(added),
+        removed=len(removed),
+        pairs=sum(len(v) for v in desired.values()),
+        keys=len(desired),
+    )
+    map_current = files.map_is_current()
+    if not added and not removed and map_current:
+        finish(module, files, result)
+
+    result["changed"] = True
+    if module._diff:
+        result["diff"] = {
+            "before_header": f"{files.path} (pairs removed)",
+            "after_header": f"{files.path} (pairs added)",
+            "before": diff_text(removed),
+            "after": diff_text(added),
+        }
+    incremental = (
+        map_current
+        and files.type != "cdb"
+        and len(write_keys) + len(delete_keys) <= params["incremental_limit"]
+    )
+    result["rebuild"] = "incremental" if incremental else "full"
+    if module.check_mode:
+        module.exit_json(**result)
+
+    new_body = render_body(desired)
+    try:
+        files.replace(header(digest, new_body) + new_body, desired, write_keys, delete_keys, incremental)
+    except OSError as exc:
+        module.fail_json(msg=f"{files.path} left unchanged: {exc}", **result)
+    finish(module, files, result)
+
+
+def finish(module, files, result):
+    for target in (files.path, files.map):
+        if os.path.exists(target) or not module.check_mode:
+            file_args = module.load_file_common_arguments(module.params, path=target)
+            result["changed"] = module.set_fs_attributes_if_different(file_args, result["changed"])
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+import pytest
+
+from ansible_collections.mailops.submission.plugins.module_utils.sender_table import (
+    TableError,
+    apply_changes,
+    compare,
+    header,
+    parse_entry,
+    parse_pairs,
+    parse_table,
+    read_header,
+    render_body,
+)
+
+ALICE = "alice@runbox.com"
+BOB = "bob@hosted.example"
+
+
+def test_bulk_lines_are_parsed_and_normalised():
+    text = "# validated\n\nAlice.Ext@Gmail.Example  alice@runbox.com\n@hosted.example\tBOB@hosted.example\n"
+    assert parse_pairs(text, "src f") == [("alice.ext@gmail.example", ALICE), ("@hosted.example", BOB)]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("ok@runbox.com alice@runbox.com\nbad%x@runbox.com alice@runbox.com\n", "src f line 2: 'bad%x@runbox.com'"),
+        ("a@runbox.com\n", "src f line 1: 'a@runbox.com': expected 'sender login'"),
+        ("a@runbox.com alice@runbox.com extra\n", "line 1"),
+        ("a@runbox.com @runbox.com\n", "line 1: '@runbox.com': a login needs a local part"),
+    ],
+)
+def test_a_bad_bulk_line_is_named(text, message):
+    with pytest.raises(TableError) as caught:
+        parse_pairs(text, "src f")
+    assert message in str(caught.value)
+
+
+def test_entries_are_validated_and_named():
+    assert parse_entry(0, {"sender": "A@RunBox.com", "login": ALICE, "state": "present"}) == (
+        "a@runbox.com",
+        ALICE,
+        "present",
+    )
+    assert parse_entry(0, {"sender": "a@runbox.com", "login": None, "state": "absent"}) == (
+        "a@runbox.com",
+        None,
+        "absent",
+    )
+    with pytest.raises(TableError, match=r"entries\[3\].*'x y@runbox.com'.*whitespace"):
+        parse_entry(3, {"sender": "x y@runbox.com", "login": ALICE, "state": "present"})
+    with pytest.raises(TableError, match=r"entries\[1\].*login is required"):
+        parse_entry(1, {"sender": "x@runbox.com", "login": None, "state": "present"})
+
+
+def test_adding_merges_logins_of_a_key():
+    current = {"@hosted.example": (BOB,)}
+    entries = [("@hosted.example", ALICE, "present"), ("alice.smith@runbox.com", ALICE, "present")]
+    desired = apply_changes(current, entries, [], exclusive=False)
+    assert desired == {"@hosted.example": (ALICE, BOB), "alice.smith@runbox.com": (ALICE,)}
+
+
+def test_absent_removes_one_login_or_the_whole_key():
+    current = {"@hosted.example": (ALICE, BOB), "x@runbox.com": (ALICE,)}
+    entries = [("@hosted.example", ALICE, "absent"), ("x@runbox.com", None, "absent")]
+    assert apply_changes(current, entries, [], exclusive=False) == {"@hosted.example": (BOB,)}
+
+
+def test_exclusive_keeps_only_what_was_given():
+    current = {"old@runbox.com": (ALICE,), "@hosted.example": (BOB,)}
+    desired = apply_changes(current, [("@hosted.example", BOB, "present")], [("n@runbox.com", ALICE)], True)
+    assert desired == {"@hosted.example": (BOB,), "n@runbox.com": (ALICE,)}
+
+
+def test_compare_counts_pairs_and_keys():
+    current = {"a@runbox.com": (ALICE,), "b@runbox.com": (ALICE, BOB), "c@runbox.com": (BOB,)}
+    desired = {"a@runbox.com": (ALICE,), "b@runbox.com": (BOB,), "d@runbox.com": (BOB,)}
+    added, removed, write, delete = compare(current, desired)
+    assert added == [("d@runbox.com", BOB)]
+    assert removed == [("b@runbox.com", ALICE), ("c@runbox.com", BOB)]
+    assert write == ["b@runbox.com", "d@runbox.com"]
+    assert delete == ["c@runbox.com"]
+    assert compare(desired, dict(desired)) == ([], [], [], [])
+
+
+def test_render_and_parse_round_trip_with_header():
+    table = {"@hosted.example": (ALICE, BOB), "alice.smith@runbox.com": (ALICE,)}
+    body = render_body(table)
+    assert body == "@hosted.example\talice@runbox.com,bob@hosted.example\nalice.smith@runbox.com\talice@runbox.com\n"
+    text = header("abc", body) + body
+    recorded_input, recorded_body, rest = read_header(text)
+    assert recorded_input == "abc"
+    assert rest == body
+    assert recorded_body is not None
+    assert parse_table(rest, "t") == table
+
+
+def test_a_file_without_header_is_read_whole():
+    assert read_header("a@runbox.com alice@runbox.com\n") == (None, None, "a@runbox.com alice@runbox.com\n")

@@ -1,0 +1,137 @@
+"""The module against real files and Postfix's real postmap, without a target host."""
+
+import os
+
+import pytest
+from conftest import needs_postmap
+
+ALICE = "alice@runbox.com"
+BOB = "bob@hosted.example"
+CAROL = "carol@runbox.com"
+
+pytestmark = needs_postmap
+
+
+def entries(*pairs, state="present"):
+    return [{"sender": s, "login": lg, "state": state} for s, lg in pairs]
+
+
+def test_a_new_table_is_built_and_postfix_reads_it(table):
+    result = table.run(entries=entries(("Alice.Smith@RunBox.com", ALICE), ("@hosted.example", BOB), ("@hosted.example", ALICE)))
+    assert result["changed"] is True, result
+    assert (result["added"], result["removed"], result["pairs"], result["keys"]) == (3, 0, 3, 2)
+    assert table.query("alice.smith@runbox.com", "@hosted.example", "nobody@runbox.com") == {
+        "alice.smith@runbox.com": ALICE,
+        "@hosted.example": f"{ALICE},{BOB}",
+        "nobody@runbox.com": None,
+    }
+    assert table.files() == ["senders", "senders.lmdb"]
+    assert oct(os.stat(table.path).st_mode & 0o777) == "0o644"
+
+
+def test_the_same_content_changes_nothing(table):
+    table.run(entries=entries(("a@runbox.com", ALICE)))
+    before = [os.stat(p).st_mtime_ns for p in (table.path, f"{table.path}.lmdb")]
+    again = table.run(entries=entries(("a@runbox.com", ALICE)))
+    assert again["changed"] is False, again
+    assert (again["added"], again["removed"], again["rebuild"]) == (0, 0, "none")
+    # The same content from a different input (order, case) is recognised too.
+    other = table.run(entries=entries(("A@RUNBOX.COM", "ALICE@runbox.com")))
+    assert other["changed"] is False, other
+    assert [os.stat(p).st_mtime_ns for p in (table.path, f"{table.path}.lmdb")] == before
+
+
+def test_one_added_entry_is_applied_incrementally(table):
+    table.run(entries=entries(*[(f"u{i}@runbox.com", ALICE) for i in range(50)]))
+    result = table.run(entries=entries(("new@runbox.com", CAROL)))
+    assert (result["changed"], result["added"], result["rebuild"]) == (True, 1, "incremental")
+    assert table.query("new@runbox.com", "u7@runbox.com") == {"new@runbox.com": CAROL, "u7@runbox.com": ALICE}
+    assert "new@runbox.com\tcarol@runbox.com\n" in table.path.read_text()
+
+
+def test_absent_entries_remove_a_login_or_a_key(table):
+    table.run(entries=entries(("@hosted.example", ALICE), ("@hosted.example", BOB), ("x@runbox.com", ALICE)))
+    result = table.run(entries=[{"sender": "@hosted.example", "login": ALICE, "state": "absent"},
+                                {"sender": "x@runbox.com", "state": "absent"}])
+    assert (result["added"], result["removed"], result["keys"]) == (0, 2, 1)
+    assert table.query("@hosted.example", "x@runbox.com") == {"@hosted.example": BOB, "x@runbox.com": None}
+
+
+def test_exclusive_removes_what_is_not_given(table, tmp_path):
+    table.run(entries=entries(("old@runbox.com", ALICE), ("keep@runbox.com", ALICE)))
+    src = tmp_path / "bulk.txt"
+    src.write_text("# validated senders\nkeep@runbox.com alice@runbox.com\nfresh@runbox.com carol@runbox.com\n")
+    result = table.run(src=str(src), exclusive=True)
+    assert (result["added"], result["removed"], result["pairs"]) == (1, 1, 2)
+    assert table.query("old@runbox.com", "fresh@runbox.com") == {"old@runbox.com": None, "fresh@runbox.com": CAROL}
+
+
+def test_a_bad_entry_fails_names_it_and_writes_nothing(table):
+    table.run(entries=entries(("a@runbox.com", ALICE)))
+    source_before = table.path.read_bytes()
+    result = table.run(entries=entries(("b@runbox.com", ALICE), ("evil%relay@runbox.com", ALICE)))
+    assert result.get("failed") is True
+    assert "entries[1]" in result["msg"] and "evil%relay@runbox.com" in result["msg"], result["msg"]
+    assert table.path.read_bytes() == source_before
+    assert table.query("b@runbox.com") == {"b@runbox.com": None}
+    assert table.files() == ["senders", "senders.lmdb"]
+
+
+def test_a_bad_src_line_is_named_and_nothing_is_written(table, tmp_path):
+    src = tmp_path / "bulk.txt"
+    src.write_text("a@runbox.com alice@runbox.com\nb@runbox.com, alice@runbox.com\n")
+    result = table.run(src=str(src))
+    assert result.get("failed") is True
+    assert "line 2" in result["msg"] and "comma" in result["msg"], result["msg"]
+    assert table.files() == []
+
+
+def test_check_mode_reports_without_writing(table):
+    table.run(entries=entries(("a@runbox.com", ALICE)))
+    before = table.path.read_bytes()
+    result = table.run(check=True, diff=True, entries=entries(("b@runbox.com", BOB)))
+    assert (result["changed"], result["added"]) == (True, 1)
+    assert result["diff"]["after"] == "b@runbox.com bob@hosted.example\n"
+    assert table.path.read_bytes() == before
+    assert table.query("b@runbox.com") == {"b@runbox.com": None}
+
+
+def test_a_postmap_failure_leaves_the_previous_table_in_force(table):
+    table.run(entries=entries(("a@runbox.com", ALICE)))
+    before = table.path.read_bytes()
+    result = table.run(entries=entries(("b@runbox.com", BOB)), postfix_config_dir=str(table.dir / "missing"))
+    assert result.get("failed") is True
+    assert "left unchanged" in result["msg"], result["msg"]
+    assert table.path.read_bytes() == before
+    assert table.query("a@runbox.com", "b@runbox.com") == {"a@runbox.com": ALICE, "b@runbox.com": None}
+    assert table.files() == ["senders", "senders.lmdb"], "temporary files were left behind"
+
+
+def test_a_hand_edit_is_noticed_and_repaired(table):
+    table.run(entries=entries(("a@runbox.com", ALICE)))
+    with open(table.path, "a") as handle:
+        handle.write("smuggled@runbox.com\tcarol@runbox.com\n")
+    result = table.run(entries=entries(("a@runbox.com", ALICE)), exclusive=True)
+    assert (result["changed"], result["removed"]) == (True, 1), result
+    assert "smuggled" not in table.path.read_text()
+
+
+def test_concurrent_runs_lose_no_entries(table):
+    procs = [table.start(entries=entries(*[(f"p{i}-{j}@runbox.com", ALICE) for j in range(200)])) for i in range(4)]
+    for proc in procs:
+        proc.communicate(timeout=120)
+        assert proc.returncode == 0
+    keys = [f"p{i}-{j}@runbox.com" for i in range(4) for j in (0, 199)]
+    assert all(v == ALICE for v in table.query(*keys).values())
+    assert table.path.read_text().count("\n") == 4 * 200 + 1
+
+
+@pytest.mark.parametrize("map_type", ["hash", "cdb"])
+def test_other_map_types(table, map_type):
+    suffix = {"hash": ".db", "cdb": ".cdb"}[map_type]
+    result = table.run(type=map_type, entries=entries(("a@runbox.com", ALICE)))
+    assert result["changed"] is True, result
+    assert table.files() == ["senders", f"senders{suffix}"]
+    result = table.run(type=map_type, entries=entries(("b@runbox.com", BOB)))
+    assert result["rebuild"] == ("incremental" if map_type == "hash" else "full")
+    assert table.query("a@runbox.com", "b@runbox.com", map_type=map_type) == {"a@runbox.com": ALICE, "b@runbox.com": BOB}
