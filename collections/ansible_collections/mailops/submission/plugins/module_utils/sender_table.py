@@ -163,12 +163,13 @@ def header(input_digest, body):
     return f"{HEADER_PREFIX} input={input_digest} body={body_digest(body)}\n"
 
 
-def read_header(text):
-    """Return (input digest, body digest recorded, body) of a source file's text."""
-    first, sep, rest = text.partition("\n")
-    if not first.startswith(HEADER_PREFIX) or not sep:
-        return None, None, text
-    fields = dict(f.split("=", 1) for f in first[len(HEADER_PREFIX) :].split() if "=" in f)
+def read_header(data):
+    """Return (input digest, body digest recorded, body) of a source file's bytes."""
+    first, sep, rest = data.partition(b"\n")
+    prefix = HEADER_PREFIX.encode()
+    if not first.startswith(prefix) or not sep:
+        return None, None, data
+    fields = dict(f.split("=", 1) for f in first[len(prefix) :].decode("ascii", "replace").split() if "=" in f)
     return fields.get("input"), fields.get("body"), rest
 
 

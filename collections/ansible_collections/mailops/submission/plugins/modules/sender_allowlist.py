@@ -167,6 +167,7 @@ rebuild:
   sample: incremental
 """
 
+import bisect
 import fcntl
 import hashlib
 import os
@@ -206,12 +207,10 @@ class TableFiles:
 
     def read_source(self):
         try:
-            with open(self.path, encoding="utf-8") as handle:
+            with open(self.path, "rb") as handle:
                 return handle.read()
         except FileNotFoundError:
             return None
-        except UnicodeDecodeError as exc:
-            self.module.fail_json(msg=f"{self.path} is not UTF-8 text ({exc}); not touching it")
 
     def map_is_current(self):
         """The compiled map exists and is not older than its source."""
@@ -310,72 +309,123 @@ def main():
     try:
         # One run at a time per directory: read, compute and replace as one step.
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
-        run(module, files, entries, digest, result)
+        Run(module, files, digest, result).run(entries)
     finally:
         os.close(lock_fd)
 
 
-def run(module, files, entries, digest, result):
-    params = module.params
-    current_text = files.read_source()
-    recorded_input, recorded_body, body = read_header(current_text or "")
-    if (
-        current_text is not None
-        and recorded_input == digest
-        and recorded_body == hashlib.sha256(body.encode()).hexdigest()
-        and files.map_is_current()
-    ):
-        # Same input applied to the table it produced last time: nothing to do.
-        result["pairs"] = sum(len(line.split("\t", 1)[1].split(",")) for line in body.splitlines() if "\t" in line)
-        result["keys"] = body.count("\n")
+class Run:
+    """One run of the module on one table: what it read, and what it reports."""
+
+    def __init__(self, module, files, digest, result):
+        self.module = module
+        self.files = files
+        self.digest = digest
+        self.result = result
+
+    def run(self, entries):
+        module, files, result = self.module, self.files, self.result
+        params = module.params
+        raw = files.read_source()
+        recorded_input, recorded_body, body = read_header(raw or b"")
+        trusted = raw is not None and recorded_body == hashlib.sha256(body).hexdigest() and files.map_is_current()
+        if trusted:
+            # Keys and logins hold no comma, so these count without parsing the table.
+            result["keys"] = body.count(b"\n")
+            result["pairs"] = result["keys"] + body.count(b",")
+        if trusted and recorded_input == self.digest:
+            # The same input, applied to the table it produced last time: nothing to do.
+            finish(module, files, result)
+        try:
+            text = body.decode("utf-8") if raw is not None else None
+        except UnicodeDecodeError as exc:
+            module.fail_json(msg=f"{files.path} is not UTF-8 text ({exc}); not touching it", **result)
+        if trusted and not params["exclusive"] and not params["src"]:
+            self.apply_entries(entries, text)
+        else:
+            self.apply_all(entries, text)
+
+    def apply_entries(self, entries, body):
+        """Change only the keys the entries name, in a table whose source and map agree.
+
+        The source is sorted by key and a key never contains a character below TAB,
+        so its lines are in string order and each key is found by bisection.
+        """
+        lines = body.split("\n")[:-1]
+        touched = sorted({sender for sender, _, _ in entries})
+        current = {}
+        for key in touched:
+            pos = bisect.bisect_left(lines, key + "\t")
+            if pos < len(lines) and lines[pos].startswith(key + "\t"):
+                current[key] = tuple(lines[pos][len(key) + 1 :].split(","))
+        desired = apply_changes(current, entries, [], exclusive=False)
+        changes = compare(current, desired)
+        added, removed = changes[0], changes[1]
+        if not added and not removed:
+            finish(self.module, self.files, self.result)
+        self.result["keys"] += len(desired) - len(current)
+        self.result["pairs"] += len(added) - len(removed)
+        for key in reversed(touched):
+            pos = bisect.bisect_left(lines, key + "\t")
+            exists = pos < len(lines) and lines[pos].startswith(key + "\t")
+            if key in desired:
+                line = f"{key}\t{','.join(desired[key])}"
+                if exists:
+                    lines[pos] = line
+                else:
+                    lines.insert(pos, line)
+            elif exists:
+                del lines[pos]
+        new_body = "\n".join(lines) + "\n" if lines else ""
+        self.write(new_body, desired, changes, map_current=True)
+
+    def apply_all(self, entries, body):
+        """Parse everything: the bulk file, the current table, and compute the new table."""
+        module, files, result = self.module, self.files, self.result
+        params = module.params
+        try:
+            bulk = []
+            if params["src"]:
+                with open(params["src"], encoding="utf-8", errors="strict") as handle:
+                    bulk = parse_pairs(handle.read(), f"src {params['src']}")
+            current = parse_table(body, files.path) if body is not None else {}
+        except TableError as exc:
+            module.fail_json(msg=str(exc), **result)
+        except UnicodeDecodeError as exc:
+            module.fail_json(msg=f"src {params['src']} is not UTF-8 text ({exc})", **result)
+
+        desired = apply_changes(current, entries, bulk, params["exclusive"])
+        changes = compare(current, desired)
+        result.update(pairs=sum(len(v) for v in desired.values()), keys=len(desired))
+        map_current = files.map_is_current()
+        if not changes[0] and not changes[1] and map_current:
+            finish(module, files, result)
+        self.write(render_body(desired), desired, changes, map_current)
+
+    def write(self, new_body, desired, changes, map_current):
+        module, files, result = self.module, self.files, self.result
+        added, removed, write_keys, delete_keys = changes
+        result.update(changed=True, added=len(added), removed=len(removed))
+        if module._diff:
+            result["diff"] = {
+                "before_header": f"{files.path} (pairs removed)",
+                "after_header": f"{files.path} (pairs added)",
+                "before": diff_text(removed),
+                "after": diff_text(added),
+            }
+        incremental = (
+            map_current
+            and files.type != "cdb"
+            and len(write_keys) + len(delete_keys) <= module.params["incremental_limit"]
+        )
+        result["rebuild"] = "incremental" if incremental else "full"
+        if module.check_mode:
+            module.exit_json(**result)
+        try:
+            files.replace(header(self.digest, new_body) + new_body, desired, write_keys, delete_keys, incremental)
+        except OSError as exc:
+            module.fail_json(msg=f"{files.path} left unchanged: {exc}", **result)
         finish(module, files, result)
-
-    try:
-        bulk = []
-        if params["src"]:
-            with open(params["src"], encoding="utf-8", errors="strict") as handle:
-                bulk = parse_pairs(handle.read(), f"src {params['src']}")
-        current = parse_table(body, files.path) if current_text is not None else {}
-    except TableError as exc:
-        module.fail_json(msg=str(exc), **result)
-    except UnicodeDecodeError as exc:
-        module.fail_json(msg=f"src {params['src']} is not UTF-8 text ({exc})", **result)
-
-    desired = apply_changes(current, entries, bulk, params["exclusive"])
-    added, removed, write_keys, delete_keys = compare(current, desired)
-    result.update(
-        added=len(added),
-        removed=len(removed),
-        pairs=sum(len(v) for v in desired.values()),
-        keys=len(desired),
-    )
-    map_current = files.map_is_current()
-    if not added and not removed and map_current:
-        finish(module, files, result)
-
-    result["changed"] = True
-    if module._diff:
-        result["diff"] = {
-            "before_header": f"{files.path} (pairs removed)",
-            "after_header": f"{files.path} (pairs added)",
-            "before": diff_text(removed),
-            "after": diff_text(added),
-        }
-    incremental = (
-        map_current
-        and files.type != "cdb"
-        and len(write_keys) + len(delete_keys) <= params["incremental_limit"]
-    )
-    result["rebuild"] = "incremental" if incremental else "full"
-    if module.check_mode:
-        module.exit_json(**result)
-
-    new_body = render_body(desired)
-    try:
-        files.replace(header(digest, new_body) + new_body, desired, write_keys, delete_keys, incremental)
-    except OSError as exc:
-        module.fail_json(msg=f"{files.path} left unchanged: {exc}", **result)
-    finish(module, files, result)
 
 
 def finish(module, files, result):

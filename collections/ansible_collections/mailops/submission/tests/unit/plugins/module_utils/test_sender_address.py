@@ -1,5 +1,4 @@
 import pytest
-
 from ansible_collections.mailops.submission.plugins.module_utils.sender_address import (
     AddressError,
     normalize_login,

@@ -11,7 +11,9 @@ MODULE = pathlib.Path(__file__).parents[4] / "plugins/modules/sender_allowlist.p
 COLLECTIONS = pathlib.Path(__file__).parents[7]
 
 POSTMAP = shutil.which("postmap") or shutil.which("postmap", path="/usr/sbin:/sbin")
-needs_postmap = pytest.mark.skipif(POSTMAP is None, reason="Postfix's postmap is not installed (apt-get install postfix)")
+needs_postmap = pytest.mark.skipif(
+    POSTMAP is None, reason="Postfix's postmap is not installed (apt-get install postfix)"
+)
 
 
 class Table:

@@ -17,7 +17,9 @@ def entries(*pairs, state="present"):
 
 
 def test_a_new_table_is_built_and_postfix_reads_it(table):
-    result = table.run(entries=entries(("Alice.Smith@RunBox.com", ALICE), ("@hosted.example", BOB), ("@hosted.example", ALICE)))
+    result = table.run(
+        entries=entries(("Alice.Smith@RunBox.com", ALICE), ("@hosted.example", BOB), ("@hosted.example", ALICE))
+    )
     assert result["changed"] is True, result
     assert (result["added"], result["removed"], result["pairs"], result["keys"]) == (3, 0, 3, 2)
     assert table.query("alice.smith@runbox.com", "@hosted.example", "nobody@runbox.com") == {
@@ -51,8 +53,12 @@ def test_one_added_entry_is_applied_incrementally(table):
 
 def test_absent_entries_remove_a_login_or_a_key(table):
     table.run(entries=entries(("@hosted.example", ALICE), ("@hosted.example", BOB), ("x@runbox.com", ALICE)))
-    result = table.run(entries=[{"sender": "@hosted.example", "login": ALICE, "state": "absent"},
-                                {"sender": "x@runbox.com", "state": "absent"}])
+    result = table.run(
+        entries=[
+            {"sender": "@hosted.example", "login": ALICE, "state": "absent"},
+            {"sender": "x@runbox.com", "state": "absent"},
+        ]
+    )
     assert (result["added"], result["removed"], result["keys"]) == (0, 2, 1)
     assert table.query("@hosted.example", "x@runbox.com") == {"@hosted.example": BOB, "x@runbox.com": None}
 
@@ -134,4 +140,7 @@ def test_other_map_types(table, map_type):
     assert table.files() == ["senders", f"senders{suffix}"]
     result = table.run(type=map_type, entries=entries(("b@runbox.com", BOB)))
     assert result["rebuild"] == ("incremental" if map_type == "hash" else "full")
-    assert table.query("a@runbox.com", "b@runbox.com", map_type=map_type) == {"a@runbox.com": ALICE, "b@runbox.com": BOB}
+    assert table.query("a@runbox.com", "b@runbox.com", map_type=map_type) == {
+        "a@runbox.com": ALICE,
+        "b@runbox.com": BOB,
+    }

@@ -1,0 +1,135 @@
+"""Benchmark: the sender_allowlist module against bare postmap on the same data.
+
+    .venv/bin/python benchmarks/sender_allowlist.py [--entries 1000000] [--type lmdb]
+
+Everything runs in one process tree, side by side, on the same generated data:
+bare `postmap` builds the baseline map; the module then applies the same pairs
+(full apply), applies them again (no-op), adds one entry and removes one entry.
+Each figure is printed with its ratio to postmap's build time and the target
+from issue 3. Needs Postfix's postmap (scripts/test installs it).
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+COLLECTIONS = REPO / "collections"
+MODULE = COLLECTIONS / "ansible_collections/mailops/submission/plugins/modules/sender_allowlist.py"
+SUFFIX = {"lmdb": ".lmdb", "hash": ".db", "cdb": ".cdb"}
+
+
+def generate(path, entries):
+    with open(path, "w") as out:
+        for i in range(entries):
+            out.write(f"user{i}@dom{i % 5000}.example login{i % 300000}@runbox.com\n")
+
+
+def timed(cmd, **kwargs):
+    """Run cmd; return (seconds, peak RSS in MiB of the process, stdout)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    out, err = proc.communicate()
+    elapsed = time.perf_counter() - start
+    # ru_maxrss of all waited-for children so far: the largest process, postmap included.
+    peak = os_peak_rss_mib()
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed: {out} {err}")
+    return elapsed, peak, out
+
+
+def os_peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def run_module(work, config, **params):
+    params.setdefault("postfix_config_dir", str(config))
+    args = work / "args.json"
+    args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": params}))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(COLLECTIONS), *sys.path]))
+    seconds, peak, out = timed([sys.executable, str(MODULE), str(args)], env=env)
+    result = json.loads(out)
+    if result.get("failed"):
+        raise SystemExit(f"module failed: {result['msg']}")
+    return seconds, peak, result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--type", choices=sorted(SUFFIX), default="lmdb")
+    options = parser.parse_args()
+    postmap = shutil.which("postmap") or shutil.which("postmap", path="/usr/sbin:/sbin")
+    if not postmap:
+        raise SystemExit("postmap not found: apt-get install postfix postfix-lmdb")
+
+    with tempfile.TemporaryDirectory(prefix="allowlist-bench-", dir="/var/tmp") as tmp:
+        work = pathlib.Path(tmp)
+        config = work / "postfix"
+        config.mkdir()
+        (config / "main.cf").write_text("")
+        data = work / "pairs.txt"
+        generate(data, options.entries)
+        baseline_src = work / "baseline"
+        shutil.copyfile(data, baseline_src)
+        tables = work / "tables"
+        tables.mkdir()
+        table = str(tables / "senders")
+        kind = options.type
+
+        postmap_s, postmap_rss, _ = timed([postmap, "-c", str(config), f"{kind}:{baseline_src}"])
+        full_s, full_rss, full = run_module(work, config, path=table, src=str(data), exclusive=True, type=kind)
+        noop_s, _, noop = run_module(work, config, path=table, src=str(data), exclusive=True, type=kind)
+        add_s, _, add = run_module(
+            work,
+            config,
+            path=table,
+            type=kind,
+            entries=[{"sender": "new.sender@runbox.com", "login": "login1@runbox.com"}],
+        )
+        remove_s, _, remove = run_module(
+            work, config, path=table, type=kind, entries=[{"sender": "user5@dom5.example", "state": "absent"}]
+        )
+        check = subprocess.run(
+            [postmap, "-c", str(config), "-q", "-", f"{kind}:{table}"],
+            input="new.sender@runbox.com\nuser5@dom5.example\nuser6@dom6.example\n",
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+
+    assert full["pairs"] == options.entries and full["changed"], full
+    assert noop["changed"] is False, noop
+    assert (add["added"], remove["removed"]) == (1, 1), (add, remove)
+    assert "new.sender@runbox.com\tlogin1@runbox.com" in check and "user5@dom5.example" not in check, check
+
+    rows = [
+        ("postmap build (baseline)", postmap_s, None, ""),
+        ("module full apply", full_s, 1.5, full["rebuild"]),
+        ("module no-op re-apply", noop_s, 0.1, noop["rebuild"]),
+        ("module add one entry", add_s, 0.25, add["rebuild"]),
+        ("module remove one entry", remove_s, 0.25, remove["rebuild"]),
+    ]
+    print(f"sender_allowlist benchmark: {options.entries:,} pairs, {kind} map, {os.cpu_count()} CPUs")
+    print(f"{'step':28} {'seconds':>8} {'x postmap':>10} {'target':>8}  map update")
+    failed = False
+    for name, seconds, target, how in rows:
+        ratio = seconds / postmap_s
+        verdict = "" if target is None else ("ok" if ratio <= target else "MISSED")
+        failed |= verdict == "MISSED"
+        tgt = "" if target is None else f"<= {target}"
+        print(f"{name:28} {seconds:8.3f} {ratio:10.3f} {tgt:>8}  {how} {verdict}")
+    print(f"peak RSS: module full apply {full_rss:.0f} MiB (target <= 1024), postmap {postmap_rss:.0f} MiB")
+    failed |= full_rss > 1024
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Property: no key that the validator accepts is misread by Postfix's own table code.
+
+Keys come from an alphabet wider than what is allowed (specials, Unicode, dots,
+'@', '#', whitespace); every key the validator accepts goes through the real
+postmap into a real lmdb map, and a lookup of it, and of its upper-case form,
+must return exactly the login it was stored with.
+"""
+
+import shutil
+import subprocess
+
+import pytest
+from ansible_collections.mailops.submission.plugins.module_utils.sender_address import AddressError, normalize_sender
+from ansible_collections.mailops.submission.plugins.module_utils.sender_table import render_body
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+POSTMAP = shutil.which("postmap") or shutil.which("postmap", path="/usr/sbin:/sbin")
+pytestmark = pytest.mark.skipif(POSTMAP is None, reason="Postfix's postmap is not installed")
+
+LOCAL_CHARS = "abcXYZ019.+-_=#$&'*/?^`{|}~!%\"\\,:;()<>[]@ \té"
+LABEL_CHARS = "abcQRZ09-_.ü"
+
+# Mostly-valid local parts find the edge cases of what is accepted; the wide
+# alphabet checks that nothing dangerous gets through.
+local_parts = st.one_of(
+    st.text(alphabet="abcXYZ019.+-_=#$&'*/?^`{|}~", min_size=0, max_size=70),
+    st.text(alphabet=LOCAL_CHARS, min_size=0, max_size=70),
+)
+labels = st.text(alphabet=LABEL_CHARS, min_size=1, max_size=12)
+domains = st.lists(labels, min_size=1, max_size=4).map(".".join)
+keys = st.builds(lambda local, domain: f"{local}@{domain}", local_parts, domains)
+
+
+def accepted(raw_keys):
+    out = {}
+    for index, raw in enumerate(raw_keys):
+        try:
+            out[normalize_sender(raw)] = (raw, f"user{index}@runbox.com")
+        except AddressError:
+            continue
+    return out
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(keys, min_size=1, max_size=30))
+def test_accepted_keys_read_back_exactly(tmp_path_factory, raw_keys):
+    table = accepted(raw_keys)
+    if not table:
+        return
+    work = tmp_path_factory.mktemp("prop")
+    (work / "main.cf").write_text("")
+    source = work / "senders"
+    source.write_text(render_body({key: (login,) for key, (_, login) in table.items()}))
+    subprocess.run([POSTMAP, "-c", str(work), f"lmdb:{source}"], check=True, capture_output=True)
+    queries = list(table) + [raw for raw, _ in table.values() if raw.isascii()]
+    lookup = subprocess.run(
+        [POSTMAP, "-c", str(work), "-q", "-", f"lmdb:{source}"],
+        input="".join(q + "\n" for q in queries),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found = dict(line.split("\t", 1) for line in lookup.stdout.splitlines())
+    for key, (raw, login) in table.items():
+        assert found.get(key) == login, f"{key!r} read back as {found.get(key)!r}"
+        if raw.isascii():
+            assert found.get(raw) == login, f"{raw!r} (as typed) read back as {found.get(raw)!r}"
+    stored = subprocess.run(
+        [POSTMAP, "-c", str(work), "-s", f"lmdb:{source}"], capture_output=True, text=True, check=True
+    ).stdout
+    assert len(stored.splitlines()) == len(table), "postmap stored a different number of keys"
+
+
+def test_the_generator_reaches_accepted_keys():
+    # Guards the property above against a strategy that never produces a valid key.
+    assert accepted(["Alice.Smith@Runbox.com", "@bücher.example", "#x@y.example"]).keys() == {
+        "alice.smith@runbox.com",
+        "@xn--bcher-kva.example",
+    }
