@@ -36,6 +36,24 @@ _LOGIN_LOCAL = r"[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*"
 SENDER_RE = re.compile(rf"(?:{_LOCAL})?@{_DOMAIN}")
 LOGIN_RE = re.compile(rf"{_LOGIN_LOCAL}@{_DOMAIN}")
 
+# The same rules for a whole lower-cased bulk file (``sender login`` lines, blank
+# and '#' lines), with the length limits as lookaheads, checked in one pass of the
+# regex engine. Possessive and atomic groups keep it linear and its memory flat.
+# Whatever this accepts, normalize_sender/normalize_login accept unchanged; a
+# file it refuses is parsed line by line (IDN domains, or an error naming the line).
+_ATEXT_RUN = rf"{_ATEXT}++"
+_LABEL_ATOMIC = rf"(?>{_LABEL})"
+_DOMAIN_ATOMIC = rf"{_LABEL_ATOMIC}(?:\.{_LABEL_ATOMIC})++"
+_BULK_SENDER = (
+    rf"(?=[^@\s]{{0,{MAX_LOCAL_OCTETS}}}@\S{{1,{MAX_DOMAIN_OCTETS}}}[ \t])"
+    rf"(?!#)(?:{_ATEXT_RUN}(?:\.{_ATEXT_RUN})*+)?@{_DOMAIN_ATOMIC}"
+)
+_BULK_LOGIN = (
+    rf"(?=[^@\s]{{1,{MAX_LOCAL_OCTETS}}}@\S{{1,{MAX_DOMAIN_OCTETS}}}[ \t\n])"
+    rf"[a-z0-9_+-]++(?:\.[a-z0-9_+-]++)*+@{_DOMAIN_ATOMIC}"
+)
+BULK_FILE_RE = re.compile(rf"(?>[ \t]*+(?:#[^\n]*+)?\n|[ \t]*+{_BULK_SENDER}[ \t]++{_BULK_LOGIN}[ \t]*+\n)*+")
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _WHITESPACE = re.compile(r"\s")
 

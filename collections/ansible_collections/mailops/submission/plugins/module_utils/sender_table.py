@@ -11,15 +11,21 @@ comment that records what produced it (see ``header``/``read_header``).
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
+import os
+import re
+from operator import methodcaller
 
 from ansible_collections.mailops.submission.plugins.module_utils.sender_address import (
+    BULK_FILE_RE,
     AddressError,
     normalize_login,
     normalize_sender,
 )
 
 HEADER_PREFIX = "# mailops.submission.sender_allowlist"
+_SKIPPED_LINE = re.compile(r"(?m)^[ \t]*(?:#[^\n]*)?\n")
 
 
 class TableError(ValueError):
@@ -46,6 +52,90 @@ def parse_pairs(text, origin):
         except AddressError as exc:
             raise TableError(f"{origin} line {number}: {exc}") from None
     return pairs
+
+
+class BulkParse:
+    """Parse a bulk-load file into a table.
+
+    A file whose every line is already canonical ASCII (the usual case for a
+    machine-written export) is checked by one regex pass and split at C speed;
+    any other file is parsed line by line, which normalises IDN domains and
+    names the first bad line. On a large file the check runs in a child process
+    while this one goes on: ``table`` is then a provisional result that the
+    caller may compute with, but not write, until ``confirmed()`` says so.
+    """
+
+    def __init__(self, text, origin):
+        if not text.endswith("\n"):
+            text += "\n"
+        self.text, self.origin = text, origin
+        folded = text.lower()
+        self.table = None
+        self._check = None
+        if folded.isascii():
+            self._check = _start_check(folded)
+            self._folded = folded
+            self.table = _split_table(folded)
+
+    def confirmed(self):
+        """True when the provisional table is the file's table; waits for the check."""
+        if self.table is None:
+            return False
+        ok = _check_passed(self._check, self._folded)
+        self._folded = None
+        return ok
+
+    def parse_slowly(self):
+        """The table, by the line-by-line parser; raises TableError naming the first bad line."""
+        return pairs_to_table(parse_pairs(self.text, self.origin))
+
+
+def parse_bulk(text, origin):
+    """The table of a bulk-load file (see BulkParse)."""
+    parse = BulkParse(text, origin)
+    return parse.table if parse.confirmed() else parse.parse_slowly()
+
+
+_FORK_THRESHOLD = 1 << 20
+
+
+def _start_check(folded):
+    if len(folded) < _FORK_THRESHOLD:
+        return None
+    try:
+        pid = os.fork()
+    except OSError:
+        return None
+    if pid == 0:  # pragma: no cover - the child only reports by its exit status
+        os._exit(0 if BULK_FILE_RE.fullmatch(folded) else 1)
+    return pid
+
+
+def _check_passed(pid, folded):
+    if pid is None:
+        return BULK_FILE_RE.fullmatch(folded) is not None
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def _split_table(folded):
+    # Substring tests run at memchr speed; the regex only runs when a line may need skipping.
+    if "#" in folded or "\n\n" in folded or folded.startswith(("\n", " ", "\t")) or "\n " in folded or "\n\t" in folded:
+        folded = _SKIPPED_LINE.sub("", folded)
+    tokens = folded.split()
+    senders, logins = tokens[0::2], tokens[1::2]
+    if len(senders) != len(logins):
+        return None
+    table = dict(zip(senders, zip(logins), strict=True))
+    if len(table) == len(senders):
+        return table
+    return pairs_to_table(zip(senders, logins, strict=True))
+
+
+def parse_trusted_table(text):
+    """Parse a source file this module wrote and whose digest still matches: no checks needed."""
+    tokens = text.split()
+    return dict(zip(tokens[0::2], map(tuple, map(methodcaller("split", ","), tokens[1::2])), strict=True))
 
 
 def parse_entry(index, entry):
@@ -89,21 +179,25 @@ def pairs_to_table(pairs):
     return {sender: (v,) if isinstance(v, str) else tuple(sorted(v)) for sender, v in grouped.items()}
 
 
-def apply_changes(current, entries, bulk_pairs, exclusive):
-    """Return the table that results from applying entries and bulk pairs to current.
-
-    exclusive: the result holds exactly the present entries and the bulk pairs.
-    Otherwise those are added to current, and absent entries are removed from it
-    (an absent entry without a login removes the sender key entirely).
-    """
-    present = [(s, lg) for s, lg, state in entries if state == "present"]
-    if exclusive:
-        return pairs_to_table(list(bulk_pairs) + present)
-    table = dict(current)
-    additions = pairs_to_table(list(bulk_pairs) + present)
+def merge(table, additions):
+    """Add the logins of additions to table, in place."""
     for sender, logins in additions.items():
         old = table.get(sender)
         table[sender] = logins if old is None else tuple(sorted(set(old) | set(logins)))
+    return table
+
+
+def apply_changes(current, entries, bulk, exclusive):
+    """Return the table that results from applying entries and a bulk table to current.
+
+    exclusive: the result holds exactly the present entries and the bulk table.
+    Otherwise those are added to current, and absent entries are removed from it
+    (an absent entry without a login removes the sender key entirely).
+    """
+    present = pairs_to_table((s, lg) for s, lg, state in entries if state == "present")
+    if exclusive:
+        return merge(dict(bulk), present)
+    table = merge(merge(dict(current), bulk), present)
     for sender, login, state in entries:
         if state != "absent" or sender not in table:
             continue
@@ -131,46 +225,114 @@ def compare(current, desired):
     if current is desired or current == desired:
         return [], [], [], []
     added, removed, write, delete = [], [], [], []
-    for sender, logins in desired.items():
+    # Set differences of the items run in C: only keys that differ are visited.
+    for sender, logins in desired.items() - current.items():
         old = current.get(sender)
-        if old == logins:
-            continue
         write.append(sender)
         old_set = set(old or ())
         added.extend((sender, login) for login in logins if login not in old_set)
         removed.extend((sender, login) for login in old_set.difference(logins))
-    for sender, logins in current.items():
-        if sender not in desired:
-            delete.append(sender)
-            removed.extend((sender, login) for login in logins)
+    for sender in current.keys() - desired.keys():
+        delete.append(sender)
+        removed.extend((sender, login) for login in current[sender])
     return sorted(added), sorted(removed), sorted(write), sorted(delete)
 
 
+class Summary:
+    """The changes between two tables, counted, with samples for a diff.
+
+    keys_to_write and keys_to_delete are lists only when they hold at most
+    key_limit keys (an incremental update); otherwise they are None.
+    """
+
+    def __init__(self, current, desired, key_limit, sample=1000):
+        if current == desired:
+            differing, gone = [], []
+        else:
+            differing = desired.items() - current.items() if current else desired.items()
+            gone = current.keys() - desired.keys()
+        if not current:
+            self.added = sum(map(len, desired.values()))
+            self.removed = 0
+        else:
+            self.added = self.removed = 0
+            for sender, logins in differing:
+                old = current.get(sender, ())
+                self.added += len(set(logins).difference(old))
+                self.removed += len(set(old).difference(logins))
+            self.removed += sum(len(current[sender]) for sender in gone)
+        small = len(differing) + len(gone) <= key_limit
+        self.keys_to_write = sorted(sender for sender, _ in differing) if small else None
+        self.keys_to_delete = sorted(gone) if small else None
+        self._sample = (current, desired, differing, gone, sample)
+
+    def diff(self):
+        """The first pairs removed and added, in key order, as diff text."""
+        current, desired, differing, gone, sample = self._sample
+        first = heapq.nsmallest(sample, [sender for sender, _ in differing])
+        added = [(s, lg) for s in first for lg in desired[s] if lg not in current.get(s, ())]
+        removed = [(s, lg) for s in first if s in current for lg in current[s] if lg not in desired[s]]
+        removed += [(s, lg) for s in heapq.nsmallest(sample, gone) for lg in current[s]]
+        return diff_text(sorted(removed)[:sample], total=self.removed), diff_text(added[:sample], total=self.added)
+
+
 def render_body(table):
-    return "".join(f"{sender}\t{','.join(table[sender])}\n" for sender in sorted(table))
+    """The source file's lines, sorted by key; built with C-level joins for large tables."""
+    if not table:
+        return ""
+    keys = sorted(table)
+    values = map(",".join, map(table.__getitem__, keys))
+    return "\n".join(map("\t".join, zip(keys, values, strict=True))) + "\n"
 
 
-def body_digest(body):
-    return hashlib.sha256(body.encode()).hexdigest()
-
-
-def header(input_digest, body):
-    """The first line of a source file: what input produced it, and a digest of the rest.
+def header(input_digest, body, keys, pairs):
+    """The first line of a source file (bytes): what produced it, a digest of the rest, its size.
 
     A later run with the same input finds the same header and an unchanged body,
-    and then knows the table is current without parsing either.
+    and then knows the table is current without parsing it.
     """
-    return f"{HEADER_PREFIX} input={input_digest} body={body_digest(body)}\n"
+    digest = hashlib.sha256(body).hexdigest()
+    return f"{HEADER_PREFIX} input={input_digest} body={digest} keys={keys} pairs={pairs}\n".encode()
 
 
 def read_header(data):
-    """Return (input digest, body digest recorded, body) of a source file's bytes."""
-    first, sep, rest = data.partition(b"\n")
+    """Split a source file's bytes into (header fields, offset of the body).
+
+    Fields are empty when the file has no header this module wrote.
+    """
+    end = data.find(b"\n")
     prefix = HEADER_PREFIX.encode()
-    if not first.startswith(prefix) or not sep:
-        return None, None, data
-    fields = dict(f.split("=", 1) for f in first[len(prefix) :].decode("ascii", "replace").split() if "=" in f)
-    return fields.get("input"), fields.get("body"), rest
+    if end < 0 or not data.startswith(prefix):
+        return {}, 0
+    first = data[len(prefix) : end].decode("ascii", "replace")
+    return dict(f.split("=", 1) for f in first.split() if "=" in f), end + 1
+
+
+def find_line(body, key):
+    """Where the line of key is, or would be, in a sorted source body (bytes).
+
+    Returns (start, end, exists): the byte range of the key's line (empty when the
+    key is absent, at the place it belongs). Lines are sorted by key and no key
+    holds a byte below TAB, so comparing a whole line with ``key TAB`` orders it
+    the way its key orders; a binary search over byte offsets finds the line
+    without splitting the body.
+    """
+    probe = key + b"\t"
+    lo, hi = 0, len(body)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        start = body.rfind(b"\n", lo, mid)
+        start = lo if start < 0 else start + 1
+        end = body.find(b"\n", start)
+        end = len(body) if end < 0 else end + 1
+        if body[start:end] < probe:
+            lo = end
+        else:
+            hi = start
+    if body.startswith(probe, lo):
+        end = body.find(b"\n", lo)
+        return lo, (len(body) if end < 0 else end + 1), True
+    return lo, lo, False
 
 
 def parse_table(text, origin):
@@ -202,8 +364,9 @@ def input_digest(entries, src_digest, exclusive, map_type):
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-def diff_text(pairs, limit=1000):
+def diff_text(pairs, limit=1000, total=None):
+    total = len(pairs) if total is None else total
     lines = [f"{sender} {login}" for sender, login in pairs[:limit]]
-    if len(pairs) > limit:
-        lines.append(f"... and {len(pairs) - limit} more")
+    if total > len(lines):
+        lines.append(f"... and {total - len(lines)} more")
     return "\n".join(lines) + ("\n" if lines else "")

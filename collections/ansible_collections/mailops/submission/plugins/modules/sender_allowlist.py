@@ -167,7 +167,6 @@ rebuild:
   sample: incremental
 """
 
-import bisect
 import fcntl
 import hashlib
 import os
@@ -176,15 +175,16 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.mailops.submission.plugins.module_utils.sender_table import (
+    BulkParse,
+    Summary,
     TableError,
     apply_changes,
-    compare,
-    diff_text,
+    find_line,
     header,
     input_digest,
     parse_entry,
-    parse_pairs,
     parse_table,
+    parse_trusted_table,
     read_header,
     render_body,
 )
@@ -225,13 +225,13 @@ class TableFiles:
         if rc != 0:
             raise OSError(f"{' '.join(cmd)} failed (rc={rc}): {err.strip() or out.strip()}")
 
-    def replace(self, text, table, write_keys, delete_keys, incremental):
+    def replace(self, data, table, write_keys, delete_keys, incremental):
         """Put a new source and map in place by renaming complete files over the old ones."""
         fd, tmp_source = tempfile.mkstemp(prefix=f".{os.path.basename(self.path)}.", dir=self.directory)
         tmp_map = tmp_source + MAP_SUFFIX[self.type]
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
             if incremental:
                 shutil.copyfile(self.map, tmp_map)
                 if delete_keys:
@@ -327,102 +327,117 @@ class Run:
         module, files, result = self.module, self.files, self.result
         params = module.params
         raw = files.read_source()
-        recorded_input, recorded_body, body = read_header(raw or b"")
-        trusted = raw is not None and recorded_body == hashlib.sha256(body).hexdigest() and files.map_is_current()
+        fields, offset = read_header(raw or b"")
+        body = memoryview(raw or b"")[offset:]
+        trusted = (
+            raw is not None
+            and fields.get("body") == hashlib.sha256(body).hexdigest()
+            and files.map_is_current()
+            and fields.get("keys", "").isdigit()
+            and fields.get("pairs", "").isdigit()
+        )
         if trusted:
-            # Keys and logins hold no comma, so these count without parsing the table.
-            result["keys"] = body.count(b"\n")
-            result["pairs"] = result["keys"] + body.count(b",")
-        if trusted and recorded_input == self.digest:
+            result["keys"], result["pairs"] = int(fields["keys"]), int(fields["pairs"])
+        if trusted and fields.get("input") == self.digest:
             # The same input, applied to the table it produced last time: nothing to do.
             finish(module, files, result)
+        if trusted and not params["exclusive"] and not params["src"]:
+            self.apply_entries(entries, bytes(body))
         try:
-            text = body.decode("utf-8") if raw is not None else None
+            text = str(body, "utf-8") if raw is not None else None
         except UnicodeDecodeError as exc:
             module.fail_json(msg=f"{files.path} is not UTF-8 text ({exc}); not touching it", **result)
-        if trusted and not params["exclusive"] and not params["src"]:
-            self.apply_entries(entries, text)
-        else:
-            self.apply_all(entries, text)
+        self.apply_all(entries, text, trusted)
 
     def apply_entries(self, entries, body):
-        """Change only the keys the entries name, in a table whose source and map agree.
-
-        The source is sorted by key and a key never contains a character below TAB,
-        so its lines are in string order and each key is found by bisection.
-        """
-        lines = body.split("\n")[:-1]
+        """Change only the keys the entries name, in a table whose source and map agree."""
         touched = sorted({sender for sender, _, _ in entries})
+        places = {key: find_line(body, key.encode()) for key in touched}
         current = {}
-        for key in touched:
-            pos = bisect.bisect_left(lines, key + "\t")
-            if pos < len(lines) and lines[pos].startswith(key + "\t"):
-                current[key] = tuple(lines[pos][len(key) + 1 :].split(","))
-        desired = apply_changes(current, entries, [], exclusive=False)
-        changes = compare(current, desired)
-        added, removed = changes[0], changes[1]
-        if not added and not removed:
+        for key, (start, end, exists) in places.items():
+            if exists:
+                current[key] = tuple(body[start + len(key) + 1 : end].decode().strip().split(","))
+        desired = apply_changes(current, entries, {}, exclusive=False)
+        changes = Summary(current, desired, key_limit=len(desired) + 1)
+        if not changes.added and not changes.removed:
             finish(self.module, self.files, self.result)
         self.result["keys"] += len(desired) - len(current)
-        self.result["pairs"] += len(added) - len(removed)
-        for key in reversed(touched):
-            pos = bisect.bisect_left(lines, key + "\t")
-            exists = pos < len(lines) and lines[pos].startswith(key + "\t")
+        self.result["pairs"] += changes.added - changes.removed
+        parts, pos = [], 0
+        for key in touched:  # sorted, so the edits come in file order
+            start, end, _ = places[key]
+            parts.append(body[pos:start])
             if key in desired:
-                line = f"{key}\t{','.join(desired[key])}"
-                if exists:
-                    lines[pos] = line
-                else:
-                    lines.insert(pos, line)
-            elif exists:
-                del lines[pos]
-        new_body = "\n".join(lines) + "\n" if lines else ""
-        self.write(new_body, desired, changes, map_current=True)
+                parts.append(f"{key}\t{','.join(desired[key])}\n".encode())
+            pos = end
+        parts.append(body[pos:])
+        self.write(b"".join(parts), desired, changes, map_current=True)
 
-    def apply_all(self, entries, body):
+    def apply_all(self, entries, body, trusted):
         """Parse everything: the bulk file, the current table, and compute the new table."""
         module, files, result = self.module, self.files, self.result
         params = module.params
+        bulk = None
         try:
-            bulk = []
             if params["src"]:
                 with open(params["src"], encoding="utf-8", errors="strict") as handle:
-                    bulk = parse_pairs(handle.read(), f"src {params['src']}")
-            current = parse_table(body, files.path) if body is not None else {}
+                    bulk = BulkParse(handle.read(), f"src {params['src']}")
+            if body is None:
+                current = {}
+            elif trusted:
+                current = parse_trusted_table(body)
+            else:
+                current = parse_table(body, files.path)
+            # While the bulk file's check runs, compute with its provisional table;
+            # nothing is written before the check confirms it.
+            planned = self.plan(current, entries, bulk.table if bulk else {})
+            if bulk is not None and not bulk.confirmed():
+                planned = self.plan(current, entries, bulk.parse_slowly())
         except TableError as exc:
             module.fail_json(msg=str(exc), **result)
         except UnicodeDecodeError as exc:
             module.fail_json(msg=f"src {params['src']} is not UTF-8 text ({exc})", **result)
-
-        desired = apply_changes(current, entries, bulk, params["exclusive"])
-        changes = compare(current, desired)
-        result.update(pairs=sum(len(v) for v in desired.values()), keys=len(desired))
-        map_current = files.map_is_current()
-        if not changes[0] and not changes[1] and map_current:
+        desired, changes, map_current, new_body = planned
+        result.update(pairs=sum(map(len, desired.values())), keys=len(desired))
+        if not changes.added and not changes.removed and map_current:
             finish(module, files, result)
-        self.write(render_body(desired), desired, changes, map_current)
+        self.write(new_body, desired, changes, map_current)
+
+    def plan(self, current, entries, bulk):
+        """The new table, what changes, and its source body; or None for an unparsed bulk file."""
+        if bulk is None:
+            return None
+        desired = apply_changes(current, entries, bulk, self.module.params["exclusive"])
+        map_current = self.files.map_is_current()
+        limit = self.module.params["incremental_limit"] if map_current else -1
+        changes = Summary(current, desired, key_limit=limit)
+        new_body = render_body(desired).encode() if changes.added or changes.removed or not map_current else b""
+        return desired, changes, map_current, new_body
 
     def write(self, new_body, desired, changes, map_current):
         module, files, result = self.module, self.files, self.result
-        added, removed, write_keys, delete_keys = changes
-        result.update(changed=True, added=len(added), removed=len(removed))
+        result.update(changed=True, added=changes.added, removed=changes.removed)
         if module._diff:
+            before, after = changes.diff()
             result["diff"] = {
                 "before_header": f"{files.path} (pairs removed)",
                 "after_header": f"{files.path} (pairs added)",
-                "before": diff_text(removed),
-                "after": diff_text(added),
+                "before": before,
+                "after": after,
             }
+        write_keys, delete_keys = changes.keys_to_write, changes.keys_to_delete
         incremental = (
             map_current
             and files.type != "cdb"
+            and write_keys is not None
             and len(write_keys) + len(delete_keys) <= module.params["incremental_limit"]
         )
         result["rebuild"] = "incremental" if incremental else "full"
         if module.check_mode:
             module.exit_json(**result)
         try:
-            files.replace(header(self.digest, new_body) + new_body, desired, write_keys, delete_keys, incremental)
+            head = header(self.digest, new_body, result["keys"], result["pairs"])
+            files.replace(head + new_body, desired, write_keys, delete_keys, incremental)
         except OSError as exc:
             module.fail_json(msg=f"{files.path} left unchanged: {exc}", **result)
         finish(module, files, result)

@@ -5,6 +5,7 @@ from ansible_collections.mailops.submission.plugins.module_utils.sender_table im
     TableError,
     apply_changes,
     compare,
+    find_line,
     header,
     parse_entry,
     parse_pairs,
@@ -57,19 +58,19 @@ def test_entries_are_validated_and_named():
 def test_adding_merges_logins_of_a_key():
     current = {"@hosted.example": (BOB,)}
     entries = [("@hosted.example", ALICE, "present"), ("alice.smith@runbox.com", ALICE, "present")]
-    desired = apply_changes(current, entries, [], exclusive=False)
+    desired = apply_changes(current, entries, {}, exclusive=False)
     assert desired == {"@hosted.example": (ALICE, BOB), "alice.smith@runbox.com": (ALICE,)}
 
 
 def test_absent_removes_one_login_or_the_whole_key():
     current = {"@hosted.example": (ALICE, BOB), "x@runbox.com": (ALICE,)}
     entries = [("@hosted.example", ALICE, "absent"), ("x@runbox.com", None, "absent")]
-    assert apply_changes(current, entries, [], exclusive=False) == {"@hosted.example": (BOB,)}
+    assert apply_changes(current, entries, {}, exclusive=False) == {"@hosted.example": (BOB,)}
 
 
 def test_exclusive_keeps_only_what_was_given():
     current = {"old@runbox.com": (ALICE,), "@hosted.example": (BOB,)}
-    desired = apply_changes(current, [("@hosted.example", BOB, "present")], [("n@runbox.com", ALICE)], True)
+    desired = apply_changes(current, [("@hosted.example", BOB, "present")], {"n@runbox.com": (ALICE,)}, True)
     assert desired == {"@hosted.example": (BOB,), "n@runbox.com": (ALICE,)}
 
 
@@ -88,14 +89,25 @@ def test_render_and_parse_round_trip_with_header():
     table = {"@hosted.example": (ALICE, BOB), "alice.smith@runbox.com": (ALICE,)}
     body = render_body(table)
     assert body == "@hosted.example\talice@runbox.com,bob@hosted.example\nalice.smith@runbox.com\talice@runbox.com\n"
-    data = (header("abc", body) + body).encode()
-    recorded_input, recorded_body, rest = read_header(data)
-    assert recorded_input == "abc"
-    assert rest == body.encode()
-    assert recorded_body == hashlib.sha256(rest).hexdigest()
-    assert parse_table(rest.decode(), "t") == table
+    data = header("abc", body.encode(), 2, 3) + body.encode()
+    fields, offset = read_header(data)
+    assert fields == {"input": "abc", "body": hashlib.sha256(body.encode()).hexdigest(), "keys": "2", "pairs": "3"}
+    assert data[offset:] == body.encode()
+    assert parse_table(data[offset:].decode(), "t") == table
 
 
 def test_a_file_without_header_is_read_whole():
-    data = b"a@runbox.com alice@runbox.com\n"
-    assert read_header(data) == (None, None, data)
+    assert read_header(b"a@runbox.com alice@runbox.com\n") == ({}, 0)
+
+
+@pytest.mark.parametrize("key", ["a@x.example", "b@x.example", "c@x.example", "0@x.example", "z@x.example", "b"])
+def test_find_line_agrees_with_a_sorted_list(key):
+    keys = ["a@x.example", "a.b@x.example", "b@x.example", "c@x.example", "ca@x.example"]
+    body = "".join(f"{k}\tl@x.example\n" for k in sorted(keys)).encode()
+    start, end, exists = find_line(body, key.encode())
+    assert exists == (key in keys)
+    lines_before = body[:start].count(b"\n")
+    assert lines_before == sum(k < key for k in keys)
+    if exists:
+        assert body[start:end] == f"{key}\tl@x.example\n".encode()
+    assert find_line(b"", key.encode()) == (0, 0, False)
