@@ -89,6 +89,8 @@ def main():
         for attempt in range(options.repeat):
             table = str(tables / f"senders{attempt}")
             # Baseline and module alternate, so that load on the machine hits both alike.
+            # A fresh build each time, as the module makes a fresh map for a full apply.
+            pathlib.Path(f"{baseline_src}{SUFFIX[kind]}").unlink(missing_ok=True)
             postmap_s, postmap_rss, _ = timed([postmap, "-c", str(config), f"{kind}:{baseline_src}"])
             full_s, full_rss, full = run_module(work, config, path=table, src=str(data), exclusive=True, type=kind)
             noop_s, _, noop = run_module(work, config, path=table, src=str(data), exclusive=True, type=kind)

@@ -1,0 +1,101 @@
+"""The sender allowlist: each login may send only from addresses that are its own.
+
+The expected answer for every (login, sender) pair is worked out from the
+inventory's accounts (address, aliases, domains, external_senders), the way
+Postfix reads the tables: the full address, then without its +tag, then
+@domain; the first key that exists decides. Allowed: 250 at RCPT. Refused:
+553 5.7.1.
+"""
+
+import pytest
+from conftest import session
+
+
+def owners(accounts):
+    """sender key -> logins, as the two tables hold them."""
+    keys = {}
+    for account in accounts:
+        login = account["address"].lower()
+        senders = [account["address"], *account.get("aliases", []), *account.get("external_senders", [])]
+        senders += ["@" + domain for domain in account.get("domains", [])]
+        for sender in senders:
+            keys.setdefault(sender.lower(), set()).add(login)
+    return keys
+
+
+def allowed(keys, login, sender):
+    local, domain = sender.lower().split("@")
+    candidates = [f"{local}@{domain}", f"{local.split('+', 1)[0]}@{domain}", f"@{domain}"]
+    for key in candidates:
+        if key in keys:
+            return login in keys[key]
+    return False
+
+
+def candidate_senders(accounts):
+    """Every address the accounts own, in the forms clients send, and some they do not own."""
+    senders = []
+    for account in accounts:
+        local, domain = account["address"].split("@")
+        senders += [account["address"], account["address"].upper(), f"{local}+tag@{domain}"]
+        for alias in account.get("aliases", []):
+            alias_local, alias_domain = alias.split("@")
+            senders += [alias, f"{alias_local.title()}+News@{alias_domain.upper()}"]
+        for domain_owned in account.get("domains", []):
+            senders += [f"anyone@{domain_owned}", f"Someone.Else+x@{domain_owned.upper()}"]
+        senders += list(account.get("external_senders", []))
+    senders += ["stranger@gmail.example", "not-validated@example.org", "nobody-here@runbox.com"]
+    return sorted(set(senders))
+
+
+@pytest.fixture(scope="module")
+def accounts(host):
+    variables = host.ansible.get_variables()
+    if "submission_accounts" not in variables:
+        raise pytest.UsageError("the inventory lacks submission_accounts")
+    return variables["submission_accounts"]
+
+
+def test_every_login_sends_only_as_itself(probe, deployment, accounts):
+    keys = owners(accounts)
+    senders = candidate_senders(accounts)
+    cases, expected = [], []
+    for endpoint in deployment.first_endpoint_of_each_listener():
+        for account in deployment.accounts:
+            for sender in senders:
+                cases.append(
+                    session(
+                        endpoint,
+                        login=account.login,
+                        password=account.password,
+                        mail_from=sender,
+                        rcpt_to=[deployment.recipient],
+                    )
+                )
+                expected.append((endpoint.label, account, sender, allowed(keys, account.address, sender)))
+    assert any(ok for *_, ok in expected) and not all(ok for *_, ok in expected), "the matrix must hold both outcomes"
+    failures = []
+    for (label, account, sender, ok), result in zip(expected, probe.run(cases), strict=True):
+        if result.get("auth", [0])[0] != 235:
+            failures.append(f"{label} {account.login}: login failed: {result}")
+            continue
+        rcpt = (result.get("rcpt") or [[result.get("mail", [0, ""])[0], str(result)]])[0]
+        if ok and rcpt[0] != 250:
+            failures.append(f"{label} {account.login} as {sender}: refused but is theirs: {rcpt}")
+        if not ok and (rcpt[0] != 553 or "5.7.1" not in rcpt[1]):
+            failures.append(f"{label} {account.login} as {sender}: expected 553 5.7.1, got {rcpt}")
+    assert not failures, f"{len(failures)} of {len(cases)} wrong:\n" + "\n".join(failures)
+
+
+def test_the_null_sender_is_refused_to_logged_in_clients(probe, deployment):
+    account = deployment.accounts[0]
+    endpoints = deployment.first_endpoint_of_each_listener()
+    results = probe.run(
+        [
+            session(e, login=account.login, password=account.password, mail_from="", rcpt_to=[deployment.recipient])
+            for e in endpoints
+        ]
+    )
+    for endpoint, result in zip(endpoints, results, strict=True):
+        rcpt = (result.get("rcpt") or [[0, str(result)]])[0]
+        assert rcpt[0] == 553 and "5.7.1" in rcpt[1], f"{endpoint.label}: {result}"
