@@ -161,10 +161,12 @@ map:
   type: str
   sample: /etc/postfix/submission/sender_logins_accounts.lmdb
 rebuild:
-  description: How the compiled map was updated, C(none), C(incremental) or C(full).
+  description:
+    - How the compiled map was updated. C(none); C(in-place) (one key changed, one postmap transaction on the live
+      map); C(incremental) (a few keys, applied to a copy that replaces the map); C(full) (rebuilt).
   returned: always
   type: str
-  sample: incremental
+  sample: in-place
 """
 
 import fcntl
@@ -232,13 +234,21 @@ class TableFiles:
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
+            if incremental and len(write_keys) + len(delete_keys) == 1:
+                # One key: a single postmap update of the live map is one transaction
+                # under Postfix's own exclusive lock, so readers see the old map or the
+                # new one, and a failed update changes nothing.
+                self.update_map(self.path, table, write_keys, delete_keys)
+                try:
+                    self.module.atomic_move(tmp_source, self.path)
+                except BaseException:
+                    # Mark the map older than its source: the next run rebuilds it.
+                    os.utime(self.map, (0, 0))
+                    raise
+                return
             if incremental:
                 shutil.copyfile(self.map, tmp_map)
-                if delete_keys:
-                    self.run_postmap(["-d", "-", f"{self.type}:{tmp_source}"], "".join(k + "\n" for k in delete_keys))
-                if write_keys:
-                    lines = "".join(f"{k}\t{','.join(table[k])}\n" for k in write_keys)
-                    self.run_postmap(["-i", "-r", f"{self.type}:{tmp_source}"], lines)
+                self.update_map(tmp_source, table, write_keys, delete_keys)
             else:
                 self.run_postmap([f"{self.type}:{tmp_source}"])
             # Source first: should the map's rename fail, the map is older than its
@@ -249,6 +259,14 @@ class TableFiles:
             for leftover in (tmp_source, tmp_map):
                 if os.path.exists(leftover):
                     os.unlink(leftover)
+
+    def update_map(self, base, table, write_keys, delete_keys):
+        """Apply changed keys to the map of base with postmap -d and postmap -i."""
+        if delete_keys:
+            self.run_postmap(["-d", "-", f"{self.type}:{base}"], "".join(k + "\n" for k in delete_keys))
+        if write_keys:
+            lines = "".join(f"{k}\t{','.join(table[k])}\n" for k in write_keys)
+            self.run_postmap(["-i", "-r", f"{self.type}:{base}"], lines)
 
 
 def file_digest(path):
@@ -432,7 +450,9 @@ class Run:
             and write_keys is not None
             and len(write_keys) + len(delete_keys) <= module.params["incremental_limit"]
         )
-        result["rebuild"] = "incremental" if incremental else "full"
+        result["rebuild"] = (
+            ("in-place" if len(write_keys) + len(delete_keys) == 1 else "incremental") if incremental else "full"
+        )
         if module.check_mode:
             module.exit_json(**result)
         try:

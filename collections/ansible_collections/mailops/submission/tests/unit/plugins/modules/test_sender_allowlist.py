@@ -43,12 +43,33 @@ def test_the_same_content_changes_nothing(table):
     assert [os.stat(p).st_mtime_ns for p in (table.path, f"{table.path}.lmdb")] == before
 
 
-def test_one_added_entry_is_applied_incrementally(table):
+def test_one_added_entry_is_applied_in_place(table):
     table.run(entries=entries(*[(f"u{i}@runbox.com", ALICE) for i in range(50)]))
     result = table.run(entries=entries(("new@runbox.com", CAROL)))
-    assert (result["changed"], result["added"], result["rebuild"]) == (True, 1, "incremental")
+    assert (result["changed"], result["added"], result["rebuild"]) == (True, 1, "in-place")
     assert table.query("new@runbox.com", "u7@runbox.com") == {"new@runbox.com": CAROL, "u7@runbox.com": ALICE}
     assert "new@runbox.com\tcarol@runbox.com\n" in table.path.read_text()
+
+
+def test_a_few_changed_keys_are_applied_to_a_copy_of_the_map(table):
+    table.run(entries=entries(*[(f"u{i}@runbox.com", ALICE) for i in range(50)]))
+    result = table.run(entries=entries(("new@runbox.com", CAROL), ("u3@runbox.com", BOB)))
+    assert (result["changed"], result["added"], result["rebuild"]) == (True, 2, "incremental")
+    assert table.query("new@runbox.com", "u3@runbox.com", "u4@runbox.com") == {
+        "new@runbox.com": CAROL,
+        "u3@runbox.com": f"{ALICE},{BOB}",
+        "u4@runbox.com": ALICE,
+    }
+    assert table.files() == ["senders", "senders.lmdb"]
+
+
+def test_a_failed_in_place_update_changes_neither_file(table):
+    table.run(entries=entries(("a@runbox.com", ALICE)))
+    before = (table.path.read_bytes(), (table.dir / "senders.lmdb").read_bytes())
+    result = table.run(entries=entries(("b@runbox.com", BOB)), postfix_config_dir=str(table.dir / "missing"))
+    assert result.get("failed") is True and "left unchanged" in result["msg"], result
+    assert (table.path.read_bytes(), (table.dir / "senders.lmdb").read_bytes()) == before
+    assert table.files() == ["senders", "senders.lmdb"]
 
 
 def test_absent_entries_remove_a_login_or_a_key(table):
@@ -139,7 +160,7 @@ def test_other_map_types(table, map_type):
     assert result["changed"] is True, result
     assert table.files() == ["senders", f"senders{suffix}"]
     result = table.run(type=map_type, entries=entries(("b@runbox.com", BOB)))
-    assert result["rebuild"] == ("incremental" if map_type == "hash" else "full")
+    assert result["rebuild"] == ("in-place" if map_type == "hash" else "full")
     assert table.query("a@runbox.com", "b@runbox.com", map_type=map_type) == {
         "a@runbox.com": ALICE,
         "b@runbox.com": BOB,
