@@ -245,6 +245,9 @@ class TableFiles:
                     # Mark the map older than its source: the next run rebuilds it.
                     os.utime(self.map, (0, 0))
                     raise
+                # atomic_move stamps the source with the time of the move; the map,
+                # which holds the same table, must not look older than it.
+                os.utime(self.map)
                 return
             if incremental:
                 shutil.copyfile(self.map, tmp_map)

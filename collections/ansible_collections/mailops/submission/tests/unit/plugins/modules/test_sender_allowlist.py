@@ -49,6 +49,9 @@ def test_one_added_entry_is_applied_in_place(table):
     assert (result["changed"], result["added"], result["rebuild"]) == (True, 1, "in-place")
     assert table.query("new@runbox.com", "u7@runbox.com") == {"new@runbox.com": CAROL, "u7@runbox.com": ALICE}
     assert "new@runbox.com\tcarol@runbox.com\n" in table.path.read_text()
+    # The next change still finds source and map in step, and stays in place.
+    again = table.run(entries=[{"sender": "u7@runbox.com", "state": "absent"}])
+    assert (again["removed"], again["rebuild"]) == (1, "in-place"), again
 
 
 def test_a_few_changed_keys_are_applied_to_a_copy_of_the_map(table):
