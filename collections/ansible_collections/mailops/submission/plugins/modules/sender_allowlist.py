@@ -246,8 +246,10 @@ class TableFiles:
                     os.utime(self.map, (0, 0))
                     raise
                 # atomic_move stamps the source with the time of the move; the map,
-                # which holds the same table, must not look older than it.
-                os.utime(self.map)
+                # which holds the same table, must not look older than it (a plain
+                # "now" from the kernel's coarse clock can be earlier).
+                stamp = os.stat(self.path)
+                os.utime(self.map, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
                 return
             if incremental:
                 shutil.copyfile(self.map, tmp_map)
