@@ -3,7 +3,8 @@
 """The sender-allowlist table: sender key -> logins, as smtpd_sender_login_maps reads it.
 
 Pure Python, no Ansible import. A table is a dict from a canonical sender key to
-a tuple of canonical logins, sorted. Its source file, which postmap compiles, has
+a string: its canonical logins, sorted and joined by commas, as the
+source file and Postfix hold them. Its source file, which postmap compiles, has
 one line a key: ``sender<TAB>login1,login2``, sorted by key, after a header
 comment that records what produced it (see ``header``/``read_header``).
 """
@@ -126,7 +127,7 @@ def _split_table(folded):
     senders, logins = tokens[0::2], tokens[1::2]
     if len(senders) != len(logins):
         return None
-    table = dict(zip(senders, zip(logins), strict=True))
+    table = dict(zip(senders, logins, strict=True))
     if len(table) == len(senders):
         return table
     return pairs_to_table(zip(senders, logins, strict=True))
@@ -135,7 +136,7 @@ def _split_table(folded):
 def parse_trusted_table(text):
     """Parse a source file this module wrote and whose digest still matches: no checks needed."""
     tokens = text.split()
-    return dict(zip(tokens[0::2], map(tuple, map(methodcaller("split", ","), tokens[1::2])), strict=True))
+    return dict(zip(tokens[0::2], tokens[1::2], strict=True))
 
 
 def parse_entry(index, entry):
@@ -176,14 +177,14 @@ def pairs_to_table(pairs):
                 grouped[sender] = {logins, login}
         else:
             logins.add(login)
-    return {sender: (v,) if isinstance(v, str) else tuple(sorted(v)) for sender, v in grouped.items()}
+    return {sender: v if isinstance(v, str) else ",".join(sorted(v)) for sender, v in grouped.items()}
 
 
 def merge(table, additions):
     """Add the logins of additions to table, in place."""
     for sender, logins in additions.items():
         old = table.get(sender)
-        table[sender] = logins if old is None else tuple(sorted(set(old) | set(logins)))
+        table[sender] = logins if old is None or old == logins else union(old, logins)
     return table
 
 
@@ -204,9 +205,9 @@ def apply_changes(current, entries, bulk, exclusive):
         if login is None:
             del table[sender]
             continue
-        remaining = tuple(x for x in table[sender] if x != login)
+        remaining = [x for x in table[sender].split(",") if x != login]
         if remaining:
-            table[sender] = remaining
+            table[sender] = ",".join(remaining)
         else:
             del table[sender]
     return table
@@ -227,15 +228,25 @@ def compare(current, desired):
     added, removed, write, delete = [], [], [], []
     # Set differences of the items run in C: only keys that differ are visited.
     for sender, logins in desired.items() - current.items():
-        old = current.get(sender)
+        old = set(current[sender].split(",")) if sender in current else set()
+        new = logins.split(",")
         write.append(sender)
-        old_set = set(old or ())
-        added.extend((sender, login) for login in logins if login not in old_set)
-        removed.extend((sender, login) for login in old_set.difference(logins))
+        added.extend((sender, login) for login in new if login not in old)
+        removed.extend((sender, login) for login in old.difference(new))
     for sender in current.keys() - desired.keys():
         delete.append(sender)
-        removed.extend((sender, login) for login in current[sender])
+        removed.extend((sender, login) for login in current[sender].split(","))
     return sorted(added), sorted(removed), sorted(write), sorted(delete)
+
+
+def union(*values):
+    """The logins of several table values, as one value."""
+    return ",".join(sorted({login for value in values for login in value.split(",")}))
+
+
+def count_pairs(table):
+    """(sender, login) pairs in a table, counted at C speed: one more than its commas, per key."""
+    return len(table) + sum(map(methodcaller("count", ","), table.values()))
 
 
 class Summary:
@@ -252,15 +263,16 @@ class Summary:
             differing = desired.items() - current.items() if current else desired.items()
             gone = current.keys() - desired.keys()
         if not current:
-            self.added = sum(map(len, desired.values()))
+            self.added = count_pairs(desired)
             self.removed = 0
         else:
             self.added = self.removed = 0
             for sender, logins in differing:
-                old = current.get(sender, ())
-                self.added += len(set(logins).difference(old))
-                self.removed += len(set(old).difference(logins))
-            self.removed += sum(len(current[sender]) for sender in gone)
+                old = set(current[sender].split(",")) if sender in current else set()
+                new = set(logins.split(","))
+                self.added += len(new - old)
+                self.removed += len(old - new)
+            self.removed += count_pairs({sender: current[sender] for sender in gone})
         small = len(differing) + len(gone) <= key_limit
         self.keys_to_write = sorted(sender for sender, _ in differing) if small else None
         self.keys_to_delete = sorted(gone) if small else None
@@ -269,10 +281,14 @@ class Summary:
     def diff(self):
         """The first pairs removed and added, in key order, as diff text."""
         current, desired, differing, gone, sample = self._sample
+
+        def logins(table, sender):
+            return table[sender].split(",") if sender in table else []
+
         first = heapq.nsmallest(sample, [sender for sender, _ in differing])
-        added = [(s, lg) for s in first for lg in desired[s] if lg not in current.get(s, ())]
-        removed = [(s, lg) for s in first if s in current for lg in current[s] if lg not in desired[s]]
-        removed += [(s, lg) for s in heapq.nsmallest(sample, gone) for lg in current[s]]
+        added = [(s, lg) for s in first for lg in logins(desired, s) if lg not in logins(current, s)]
+        removed = [(s, lg) for s in first for lg in logins(current, s) if lg not in logins(desired, s)]
+        removed += [(s, lg) for s in heapq.nsmallest(sample, gone) for lg in logins(current, s)]
         return diff_text(sorted(removed)[:sample], total=self.removed), diff_text(added[:sample], total=self.added)
 
 
@@ -281,7 +297,7 @@ def render_body(table):
     if not table:
         return ""
     keys = sorted(table)
-    values = map(",".join, map(table.__getitem__, keys))
+    values = map(table.__getitem__, keys)
     return "\n".join(map("\t".join, zip(keys, values, strict=True))) + "\n"
 
 
@@ -347,10 +363,10 @@ def parse_table(text, origin):
         sender, logins = fields
         try:
             sender = normalize_sender(sender)
-            parsed = tuple(sorted({normalize_login(x) for x in logins.replace(",", " ").split()}))
+            parsed = ",".join(sorted({normalize_login(x) for x in logins.replace(",", " ").split()}))
         except AddressError as exc:
             raise TableError(f"{origin} line {number}: {exc}") from None
-        table[sender] = tuple(sorted(set(table.get(sender, ())) | set(parsed)))
+        table[sender] = union(table[sender], parsed) if sender in table else parsed
     return table
 
 

@@ -181,6 +181,7 @@ from ansible_collections.mailops.submission.plugins.module_utils.sender_table im
     Summary,
     TableError,
     apply_changes,
+    count_pairs,
     find_line,
     header,
     input_digest,
@@ -270,7 +271,7 @@ class TableFiles:
         if delete_keys:
             self.run_postmap(["-d", "-", f"{self.type}:{base}"], "".join(k + "\n" for k in delete_keys))
         if write_keys:
-            lines = "".join(f"{k}\t{','.join(table[k])}\n" for k in write_keys)
+            lines = "".join(f"{k}\t{table[k]}\n" for k in write_keys)
             self.run_postmap(["-i", "-r", f"{self.type}:{base}"], lines)
 
 
@@ -379,7 +380,7 @@ class Run:
         current = {}
         for key, (start, end, exists) in places.items():
             if exists:
-                current[key] = tuple(body[start + len(key) + 1 : end].decode().strip().split(","))
+                current[key] = body[start + len(key) + 1 : end].decode().strip()
         desired = apply_changes(current, entries, {}, exclusive=False)
         changes = Summary(current, desired, key_limit=len(desired) + 1)
         if not changes.added and not changes.removed:
@@ -391,7 +392,7 @@ class Run:
             start, end, _ = places[key]
             parts.append(body[pos:start])
             if key in desired:
-                parts.append(f"{key}\t{','.join(desired[key])}\n".encode())
+                parts.append(f"{key}\t{desired[key]}\n".encode())
             pos = end
         parts.append(body[pos:])
         self.write(b"".join(parts), desired, changes, map_current=True)
@@ -421,7 +422,7 @@ class Run:
         except UnicodeDecodeError as exc:
             module.fail_json(msg=f"src {params['src']} is not UTF-8 text ({exc})", **result)
         desired, changes, map_current, new_body = planned
-        result.update(pairs=sum(map(len, desired.values())), keys=len(desired))
+        result.update(pairs=count_pairs(desired), keys=len(desired))
         if not changes.added and not changes.removed and map_current:
             finish(module, files, result)
         self.write(new_body, desired, changes, map_current)

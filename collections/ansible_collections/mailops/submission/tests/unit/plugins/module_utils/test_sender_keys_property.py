@@ -51,7 +51,7 @@ def test_accepted_keys_read_back_exactly(tmp_path_factory, raw_keys):
     work = tmp_path_factory.mktemp("prop")
     (work / "main.cf").write_text("")
     source = work / "senders"
-    source.write_text(render_body({key: (login,) for key, (_, login) in table.items()}))
+    source.write_text(render_body({key: login for key, (_, login) in table.items()}))
     subprocess.run([POSTMAP, "-c", str(work), f"lmdb:{source}"], check=True, capture_output=True)
     queries = list(table) + [raw for raw, _ in table.values() if raw.isascii()]
     lookup = subprocess.run(

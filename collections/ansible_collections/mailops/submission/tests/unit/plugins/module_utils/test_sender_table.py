@@ -2,11 +2,14 @@ import hashlib
 
 import pytest
 from ansible_collections.mailops.submission.plugins.module_utils.sender_table import (
+    Summary,
     TableError,
     apply_changes,
     compare,
     find_line,
     header,
+    pairs_to_table,
+    parse_bulk,
     parse_entry,
     parse_pairs,
     parse_table,
@@ -16,6 +19,7 @@ from ansible_collections.mailops.submission.plugins.module_utils.sender_table im
 
 ALICE = "alice@runbox.com"
 BOB = "bob@hosted.example"
+CAROL = "carol@runbox.com"
 
 
 def test_bulk_lines_are_parsed_and_normalised():
@@ -56,27 +60,27 @@ def test_entries_are_validated_and_named():
 
 
 def test_adding_merges_logins_of_a_key():
-    current = {"@hosted.example": (BOB,)}
+    current = {"@hosted.example": BOB}
     entries = [("@hosted.example", ALICE, "present"), ("alice.smith@runbox.com", ALICE, "present")]
     desired = apply_changes(current, entries, {}, exclusive=False)
-    assert desired == {"@hosted.example": (ALICE, BOB), "alice.smith@runbox.com": (ALICE,)}
+    assert desired == {"@hosted.example": f"{ALICE},{BOB}", "alice.smith@runbox.com": ALICE}
 
 
 def test_absent_removes_one_login_or_the_whole_key():
-    current = {"@hosted.example": (ALICE, BOB), "x@runbox.com": (ALICE,)}
+    current = {"@hosted.example": f"{ALICE},{BOB}", "x@runbox.com": ALICE}
     entries = [("@hosted.example", ALICE, "absent"), ("x@runbox.com", None, "absent")]
-    assert apply_changes(current, entries, {}, exclusive=False) == {"@hosted.example": (BOB,)}
+    assert apply_changes(current, entries, {}, exclusive=False) == {"@hosted.example": BOB}
 
 
 def test_exclusive_keeps_only_what_was_given():
-    current = {"old@runbox.com": (ALICE,), "@hosted.example": (BOB,)}
-    desired = apply_changes(current, [("@hosted.example", BOB, "present")], {"n@runbox.com": (ALICE,)}, True)
-    assert desired == {"@hosted.example": (BOB,), "n@runbox.com": (ALICE,)}
+    current = {"old@runbox.com": ALICE, "@hosted.example": BOB}
+    desired = apply_changes(current, [("@hosted.example", BOB, "present")], {"n@runbox.com": ALICE}, True)
+    assert desired == {"@hosted.example": BOB, "n@runbox.com": ALICE}
 
 
 def test_compare_counts_pairs_and_keys():
-    current = {"a@runbox.com": (ALICE,), "b@runbox.com": (ALICE, BOB), "c@runbox.com": (BOB,)}
-    desired = {"a@runbox.com": (ALICE,), "b@runbox.com": (BOB,), "d@runbox.com": (BOB,)}
+    current = {"a@runbox.com": ALICE, "b@runbox.com": f"{ALICE},{BOB}", "c@runbox.com": BOB}
+    desired = {"a@runbox.com": ALICE, "b@runbox.com": BOB, "d@runbox.com": BOB}
     added, removed, write, delete = compare(current, desired)
     assert added == [("d@runbox.com", BOB)]
     assert removed == [("b@runbox.com", ALICE), ("c@runbox.com", BOB)]
@@ -86,7 +90,7 @@ def test_compare_counts_pairs_and_keys():
 
 
 def test_render_and_parse_round_trip_with_header():
-    table = {"@hosted.example": (ALICE, BOB), "alice.smith@runbox.com": (ALICE,)}
+    table = {"@hosted.example": f"{ALICE},{BOB}", "alice.smith@runbox.com": ALICE}
     body = render_body(table)
     assert body == "@hosted.example\talice@runbox.com,bob@hosted.example\nalice.smith@runbox.com\talice@runbox.com\n"
     data = header("abc", body.encode(), 2, 3) + body.encode()
@@ -111,3 +115,27 @@ def test_find_line_agrees_with_a_sorted_list(key):
     if exists:
         assert body[start:end] == f"{key}\tl@x.example\n".encode()
     assert find_line(b"", key.encode()) == (0, 0, False)
+
+
+def test_summary_counts_and_samples_changes():
+    current = {"a@runbox.com": ALICE, "b@runbox.com": f"{ALICE},{BOB}", "c@runbox.com": BOB}
+    desired = {"a@runbox.com": ALICE, "b@runbox.com": BOB, "d@runbox.com": f"{BOB},{CAROL}"}
+    summary = Summary(current, desired, key_limit=10)
+    assert (summary.added, summary.removed) == (2, 2)
+    assert summary.keys_to_write == ["b@runbox.com", "d@runbox.com"]
+    assert summary.keys_to_delete == ["c@runbox.com"]
+    before, after = summary.diff()
+    assert before == f"b@runbox.com {ALICE}\nc@runbox.com {BOB}\n"
+    assert after == f"d@runbox.com {BOB}\nd@runbox.com {CAROL}\n"
+    assert Summary(current, desired, key_limit=1).keys_to_write is None
+    fresh = Summary({}, desired, key_limit=-1)
+    assert (fresh.added, fresh.removed, fresh.keys_to_write) == (4, 0, None)
+
+
+def test_bulk_fast_path_agrees_with_the_line_parser():
+    text = (
+        "B@Hosted.Example bob@hosted.example\n# note\n\n"
+        "b@hosted.example CAROL@runbox.com\nx@runbox.com alice@runbox.com"
+    )
+    assert parse_bulk(text, "f") == pairs_to_table(parse_pairs(text, "f"))
+    assert parse_bulk(text, "f") == {"b@hosted.example": f"{BOB},{CAROL}", "x@runbox.com": ALICE}
