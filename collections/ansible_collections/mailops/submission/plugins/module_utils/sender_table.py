@@ -16,7 +16,6 @@ import heapq
 import json
 import os
 import re
-from operator import methodcaller
 
 from ansible_collections.mailops.submission.plugins.module_utils.sender_address import (
     BULK_FILE_RE,
@@ -245,8 +244,8 @@ def union(*values):
 
 
 def count_pairs(table):
-    """(sender, login) pairs in a table, counted at C speed: one more than its commas, per key."""
-    return len(table) + sum(map(methodcaller("count", ","), table.values()))
+    """(sender, login) pairs in a table: one more than its commas, per key, counted at C speed."""
+    return len(table) + ",".join(table.values()).count(",") - max(len(table) - 1, 0)
 
 
 class Summary:

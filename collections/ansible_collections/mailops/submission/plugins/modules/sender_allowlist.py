@@ -170,6 +170,7 @@ rebuild:
 """
 
 import fcntl
+import gc
 import hashlib
 import os
 import shutil
@@ -284,6 +285,9 @@ def file_digest(path):
 
 
 def main():
+    # A short-lived process that builds millions of objects and frees them at exit:
+    # the cyclic garbage collector would only scan them over and over.
+    gc.disable()
     module = AnsibleModule(
         argument_spec={
             "path": {"type": "path", "required": True},
