@@ -133,34 +133,28 @@ def _check_local(value, local, pattern):
 
 def normalize_sender(value):
     """Return the canonical form of a sender key, or raise AddressError."""
-    if isinstance(value, str):
-        folded = value.lower()
-        if folded.isascii() and SENDER_RE.fullmatch(folded) and _lengths_ok(folded):
-            return folded
-    _check_common(value)
-    local, domain = value.split("@")
-    if local.startswith("@"):
-        raise AddressError(value, "source route")
-    domain = _domain_to_ascii(value, domain)
-    if local:
-        local = local.lower()
-        _check_local(value, local, rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
-    return f"{local}@{domain}"
+    return _normalize(value, SENDER_RE, rf"{_ATEXT}+(?:\.{_ATEXT}+)*", local_required=False)
 
 
 def normalize_login(value):
     """Return the canonical form of a SASL login (local@domain), or raise AddressError."""
+    return _normalize(value, LOGIN_RE, r"[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*", local_required=True)
+
+
+def _normalize(value, canonical_re, local_pattern, local_required):
+    # Most input is canonical ASCII already: one regex match settles it.
     if isinstance(value, str):
         folded = value.lower()
-        if folded.isascii() and LOGIN_RE.fullmatch(folded) and _lengths_ok(folded):
+        if folded.isascii() and canonical_re.fullmatch(folded) and _lengths_ok(folded):
             return folded
     _check_common(value)
     local, domain = value.split("@")
-    if not local:
+    if local_required and not local:
         raise AddressError(value, "a login needs a local part")
     domain = _domain_to_ascii(value, domain)
-    local = local.lower()
-    _check_local(value, local, r"[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*")
+    if local:
+        local = local.lower()
+        _check_local(value, local, local_pattern)
     return f"{local}@{domain}"
 
 
