@@ -72,10 +72,17 @@ class BulkParse:
         folded = text.lower()
         self.table = None
         self._check = None
+        # The lower-cased file itself, when postmap would read it as this table:
+        # no key twice (postmap keeps the first) and no line that starts with
+        # whitespace (a continuation line to postmap). Valid once confirmed.
+        self.postmap_text = None
         if folded.isascii():
             self._check = _start_check(folded)
             self._folded = folded
-            self.table = _split_table(folded)
+            self.table, unique = _split_table(folded)
+            indented = folded.startswith((" ", "\t")) or "\n " in folded or "\n\t" in folded
+            if unique and not indented:
+                self.postmap_text = folded
 
     def confirmed(self):
         """True when the provisional table is the file's table; waits for the check."""
@@ -125,11 +132,11 @@ def _split_table(folded):
     tokens = folded.split()
     senders, logins = tokens[0::2], tokens[1::2]
     if len(senders) != len(logins):
-        return None
+        return None, False
     table = dict(zip(senders, logins, strict=True))
     if len(table) == len(senders):
-        return table
-    return pairs_to_table(zip(senders, logins, strict=True))
+        return table, True
+    return pairs_to_table(zip(senders, logins, strict=True)), False
 
 
 def parse_trusted_table(text):

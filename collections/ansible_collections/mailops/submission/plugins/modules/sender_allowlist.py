@@ -174,6 +174,7 @@ import gc
 import hashlib
 import os
 import shutil
+import subprocess
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
@@ -194,6 +195,8 @@ from ansible_collections.mailops.submission.plugins.module_utils.sender_table im
 )
 
 MAP_SUFFIX = {"lmdb": ".lmdb", "hash": ".db", "cdb": ".cdb"}
+# Below this, a bulk file compiles faster than a second postmap process starts.
+EARLY_BUILD_MIN_BYTES = 1 << 20
 
 
 class TableFiles:
@@ -206,6 +209,8 @@ class TableFiles:
         self.map = path + MAP_SUFFIX[map_type]
         self.directory = os.path.dirname(path) or "."
         self.postmap = [module.get_bin_path("postmap", required=True)]
+        # An EarlyBuild whose map a full rebuild takes instead of running postmap.
+        self.early = None
         if module.params["postfix_config_dir"]:
             self.postmap += ["-c", module.params["postfix_config_dir"]]
 
@@ -256,6 +261,8 @@ class TableFiles:
             if incremental:
                 shutil.copyfile(self.map, tmp_map)
                 self.update_map(tmp_source, table, write_keys, delete_keys)
+            elif self.early is not None:
+                os.replace(self.early.result(), tmp_map)
             else:
                 self.run_postmap([f"{self.type}:{tmp_source}"])
             # Source first: should the map's rename fail, the map is older than its
@@ -274,6 +281,45 @@ class TableFiles:
         if write_keys:
             lines = "".join(f"{k}\t{table[k]}\n" for k in write_keys)
             self.run_postmap(["-i", "-r", f"{self.type}:{base}"], lines)
+
+
+class EarlyBuild:
+    """postmap compiling a bulk file's text while the module renders the source file.
+
+    For an exclusive load of a bulk file alone, the map's content is the file's
+    content, so postmap can start on it before the sorted source is rendered: the
+    two use both cores. Its map is used only once the file's check has passed.
+    """
+
+    def __init__(self, files, text):
+        self.files = files
+        fd, self.source = tempfile.mkstemp(prefix=f".{os.path.basename(files.path)}.bulk.", dir=files.directory)
+        self.map = self.source + MAP_SUFFIX[files.type]
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(text)
+        self.proc = subprocess.Popen(
+            [*files.postmap, f"{files.type}:{self.source}"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    def result(self):
+        """The path of the built map; raises OSError if postmap failed."""
+        _, err = self.proc.communicate()
+        os.unlink(self.source)
+        if self.proc.returncode != 0:
+            self.cancel()
+            raise OSError(f"postmap {self.files.type}:{self.source} failed: {err.decode(errors='replace').strip()}")
+        return self.map
+
+    def cancel(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for leftover in (self.source, self.map):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
 
 
 def file_digest(path):
@@ -403,13 +449,30 @@ class Run:
 
     def apply_all(self, entries, body, trusted):
         """Parse everything: the bulk file, the current table, and compute the new table."""
-        module, files, result = self.module, self.files, self.result
+        module, files = self.module, self.files
         params = module.params
-        bulk = None
+        bulk = early = None
         try:
             if params["src"]:
                 with open(params["src"], encoding="utf-8", errors="strict") as handle:
                     bulk = BulkParse(handle.read(), f"src {params['src']}")
+                if (
+                    params["exclusive"]
+                    and not entries
+                    and not module.check_mode
+                    and bulk.postmap_text is not None
+                    and len(bulk.postmap_text) >= EARLY_BUILD_MIN_BYTES
+                ):
+                    early = EarlyBuild(files, bulk.postmap_text)
+            self.apply_all_with(entries, body, trusted, bulk, early)
+        finally:
+            if early is not None:
+                early.cancel()
+
+    def apply_all_with(self, entries, body, trusted, bulk, early):
+        module, files, result = self.module, self.files, self.result
+        params = module.params
+        try:
             if body is None:
                 current = {}
             elif trusted:
@@ -420,6 +483,9 @@ class Run:
             # nothing is written before the check confirms it.
             planned = self.plan(current, entries, bulk.table if bulk else {})
             if bulk is not None and not bulk.confirmed():
+                if early is not None:
+                    early.cancel()
+                    early = None
                 planned = self.plan(current, entries, bulk.parse_slowly())
         except TableError as exc:
             module.fail_json(msg=str(exc), **result)
@@ -429,7 +495,7 @@ class Run:
         result.update(pairs=count_pairs(desired), keys=len(desired))
         if not changes.added and not changes.removed and map_current:
             finish(module, files, result)
-        self.write(new_body, desired, changes, map_current)
+        self.write(new_body, desired, changes, map_current, early)
 
     def plan(self, current, entries, bulk):
         """The new table, what changes, and its source body; or None for an unparsed bulk file."""
@@ -442,7 +508,7 @@ class Run:
         new_body = render_body(desired).encode() if changes.added or changes.removed or not map_current else b""
         return desired, changes, map_current, new_body
 
-    def write(self, new_body, desired, changes, map_current):
+    def write(self, new_body, desired, changes, map_current, early=None):
         module, files, result = self.module, self.files, self.result
         result.update(changed=True, added=changes.added, removed=changes.removed)
         if module._diff:
@@ -467,6 +533,7 @@ class Run:
             module.exit_json(**result)
         try:
             head = header(self.digest, new_body, result["keys"], result["pairs"])
+            files.early = early
             files.replace(head + new_body, desired, write_keys, delete_keys, incremental)
         except OSError as exc:
             module.fail_json(msg=f"{files.path} left unchanged: {exc}", **result)

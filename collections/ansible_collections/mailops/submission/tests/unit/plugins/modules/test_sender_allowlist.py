@@ -168,3 +168,42 @@ def test_other_map_types(table, map_type):
         "a@runbox.com": ALICE,
         "b@runbox.com": BOB,
     }
+
+
+def bulk_file(tmp_path, lines=40000, extra=""):
+    """A bulk file over 1 MiB: large enough for the parallel check and early postmap."""
+    src = tmp_path / "bulk.txt"
+    src.write_text("".join(f"User{i}@Dom{i % 97}.example login{i % 500}@runbox.com\n" for i in range(lines)) + extra)
+    assert src.stat().st_size > 1 << 20
+    return src
+
+
+def test_a_large_bulk_load_builds_the_same_table_as_postfix_reads(table, tmp_path):
+    src = bulk_file(tmp_path)
+    result = table.run(src=str(src), exclusive=True)
+    assert (result["changed"], result["pairs"], result["rebuild"]) == (True, 40000, "full"), result
+    assert table.query("user0@dom0.example", "user39999@dom35.example", "user40000@dom0.example") == {
+        "user0@dom0.example": "login0@runbox.com",
+        "user39999@dom35.example": "login499@runbox.com",
+        "user40000@dom0.example": None,
+    }
+    assert table.files() == ["senders", "senders.lmdb"]
+    assert table.run(src=str(src), exclusive=True)["changed"] is False
+
+
+def test_a_large_bulk_load_with_a_repeated_key_merges_its_logins(table, tmp_path):
+    src = bulk_file(tmp_path, extra="user0@dom0.example carol@runbox.com\n")
+    result = table.run(src=str(src), exclusive=True)
+    assert result["pairs"] == 40001, result
+    assert table.query("user0@dom0.example") == {"user0@dom0.example": "carol@runbox.com,login0@runbox.com"}
+
+
+def test_a_bad_line_deep_in_a_large_bulk_file_is_named_and_nothing_is_left(table, tmp_path):
+    table.run(entries=entries(("a@runbox.com", ALICE)))
+    before = table.path.read_bytes()
+    src = bulk_file(tmp_path, extra="evil@runbox.com alice@runbox.com,bob@hosted.example\n")
+    result = table.run(src=str(src), exclusive=True)
+    assert result.get("failed") is True
+    assert "line 40001" in result["msg"] and "comma" in result["msg"], result["msg"]
+    assert table.path.read_bytes() == before
+    assert table.files() == ["senders", "senders.lmdb"], "the early postmap left files behind"
