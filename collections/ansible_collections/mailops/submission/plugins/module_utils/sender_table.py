@@ -307,14 +307,18 @@ def render_body(table):
     return "\n".join(map("\t".join, zip(keys, values, strict=True))) + "\n"
 
 
-def header(input_digest, body, keys, pairs):
-    """The first line of a source file (bytes): what produced it, a digest of the rest, its size.
+def header(input_digest, body, keys, pairs, stamp):
+    """The first line of a source file (bytes): what produced it, a digest and the size of the rest,
+    its counts, and the mtime the file is given once written (stamp).
 
     A later run with the same input finds the same header and an unchanged body,
     and then knows the table is current without parsing it.
     """
     digest = hashlib.sha256(body).hexdigest()
-    return f"{HEADER_PREFIX} input={input_digest} body={digest} keys={keys} pairs={pairs}\n".encode()
+    return (
+        f"{HEADER_PREFIX} input={input_digest} body={digest} keys={keys} pairs={pairs}"
+        f" bodysize={len(body)} stamp={stamp}\n"
+    ).encode()
 
 
 def read_header(data):

@@ -176,6 +176,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.mailops.submission.plugins.module_utils.sender_table import (
@@ -211,6 +212,8 @@ class TableFiles:
         self.postmap = [module.get_bin_path("postmap", required=True)]
         # An EarlyBuild whose map a full rebuild takes instead of running postmap.
         self.early = None
+        # The mtime the next written source gets, as its header records it.
+        self.stamp_ns = None
         if module.params["postfix_config_dir"]:
             self.postmap += ["-c", module.params["postfix_config_dir"]]
 
@@ -220,6 +223,27 @@ class TableFiles:
                 return handle.read()
         except FileNotFoundError:
             return None
+
+    def read_header(self):
+        """The header fields, and whether the file is as this module wrote it.
+
+        The module stamps the source with the mtime its header records; a file
+        with that mtime and the recorded size has not been touched since, and
+        is known without reading (or hashing) the rest of it.
+        """
+        try:
+            with open(self.path, "rb") as handle:
+                first = handle.readline(4096)
+                stat = os.fstat(handle.fileno())
+        except FileNotFoundError:
+            return {}, False
+        fields, offset = read_header(first)
+        stamped = (
+            offset > 0
+            and fields.get("stamp") == str(stat.st_mtime_ns)
+            and fields.get("bodysize") == str(stat.st_size - offset)
+        )
+        return fields, stamped
 
     def map_is_current(self):
         """The compiled map exists and is not older than its source."""
@@ -252,11 +276,7 @@ class TableFiles:
                     # Mark the map older than its source: the next run rebuilds it.
                     os.utime(self.map, (0, 0))
                     raise
-                # atomic_move stamps the source with the time of the move; the map,
-                # which holds the same table, must not look older than it (a plain
-                # "now" from the kernel's coarse clock can be earlier).
-                stamp = os.stat(self.path)
-                os.utime(self.map, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+                self.stamp()
                 return
             if incremental:
                 shutil.copyfile(self.map, tmp_map)
@@ -269,10 +289,18 @@ class TableFiles:
             # source, and the next run rebuilds it in full.
             self.module.atomic_move(tmp_source, self.path)
             self.module.atomic_move(tmp_map, self.map)
+            self.stamp()
         finally:
             for leftover in (tmp_source, tmp_map):
                 if os.path.exists(leftover):
                     os.unlink(leftover)
+
+    def stamp(self):
+        """Give the source the mtime its header records, and the map an mtime no older."""
+        stamp = self.stamp_ns
+        os.utime(self.path, ns=(stamp, stamp))
+        if os.stat(self.map).st_mtime_ns < stamp:
+            os.utime(self.map, ns=(stamp, stamp))
 
     def update_map(self, base, table, write_keys, delete_keys):
         """Apply changed keys to the map of base with postmap -d and postmap -i."""
@@ -322,14 +350,6 @@ class EarlyBuild:
                 os.unlink(leftover)
 
 
-def file_digest(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def main():
     # A short-lived process that builds millions of objects and frees them at exit:
     # the cyclic garbage collector would only scan them over and over.
@@ -376,7 +396,10 @@ def main():
     if params["src"]:
         if not os.path.isfile(params["src"]):
             module.fail_json(msg=f"src {params['src']!r} does not exist or is not a file", **result)
-        src_digest = file_digest(params["src"])
+        # The src file's identity, as make and git tell a file unchanged: inode,
+        # size, mtime and ctime (which no tool can set back).
+        st = os.stat(params["src"])
+        src_digest = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
     digest = input_digest(entries, src_digest, params["exclusive"], params["type"])
 
     lock_fd = os.open(files.directory, os.O_RDONLY)
@@ -400,20 +423,27 @@ class Run:
     def run(self, entries):
         module, files, result = self.module, self.files, self.result
         params = module.params
+        fields, stamped = files.read_header()
+        counted = fields.get("keys", "").isdigit() and fields.get("pairs", "").isdigit()
+        if stamped and counted and files.map_is_current():
+            result["keys"], result["pairs"] = int(fields["keys"]), int(fields["pairs"])
+            if fields.get("input") == self.digest:
+                # The same input, applied to the table it produced last time, and
+                # the file is as it was written (its stamp and size): nothing to do.
+                finish(module, files, result)
         raw = files.read_source()
         fields, offset = read_header(raw or b"")
         body = memoryview(raw or b"")[offset:]
+        # Source and map agree when the file is as written, or its digest still matches.
         trusted = (
             raw is not None
-            and fields.get("body") == hashlib.sha256(body).hexdigest()
+            and counted
             and files.map_is_current()
-            and fields.get("keys", "").isdigit()
-            and fields.get("pairs", "").isdigit()
+            and (stamped or fields.get("body") == hashlib.sha256(body).hexdigest())
         )
         if trusted:
             result["keys"], result["pairs"] = int(fields["keys"]), int(fields["pairs"])
         if trusted and fields.get("input") == self.digest:
-            # The same input, applied to the table it produced last time: nothing to do.
             finish(module, files, result)
         if trusted and not params["exclusive"] and not params["src"]:
             self.apply_entries(entries, bytes(body))
@@ -532,7 +562,8 @@ class Run:
         if module.check_mode:
             module.exit_json(**result)
         try:
-            head = header(self.digest, new_body, result["keys"], result["pairs"])
+            files.stamp_ns = time.time_ns()
+            head = header(self.digest, new_body, result["keys"], result["pairs"], files.stamp_ns)
             files.early = early
             files.replace(head + new_body, desired, write_keys, delete_keys, incremental)
         except OSError as exc:

@@ -93,9 +93,16 @@ def test_render_and_parse_round_trip_with_header():
     table = {"@hosted.example": f"{ALICE},{BOB}", "alice.smith@runbox.com": ALICE}
     body = render_body(table)
     assert body == "@hosted.example\talice@runbox.com,bob@hosted.example\nalice.smith@runbox.com\talice@runbox.com\n"
-    data = header("abc", body.encode(), 2, 3) + body.encode()
+    data = header("abc", body.encode(), 2, 3, 123) + body.encode()
     fields, offset = read_header(data)
-    assert fields == {"input": "abc", "body": hashlib.sha256(body.encode()).hexdigest(), "keys": "2", "pairs": "3"}
+    assert fields == {
+        "input": "abc",
+        "body": hashlib.sha256(body.encode()).hexdigest(),
+        "keys": "2",
+        "pairs": "3",
+        "bodysize": str(len(body.encode())),
+        "stamp": "123",
+    }
     assert data[offset:] == body.encode()
     assert parse_table(data[offset:].decode(), "t") == table
 

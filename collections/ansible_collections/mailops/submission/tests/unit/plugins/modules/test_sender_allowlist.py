@@ -207,3 +207,16 @@ def test_a_bad_line_deep_in_a_large_bulk_file_is_named_and_nothing_is_left(table
     assert "line 40001" in result["msg"] and "comma" in result["msg"], result["msg"]
     assert table.path.read_bytes() == before
     assert table.files() == ["senders", "senders.lmdb"], "the early postmap left files behind"
+
+
+def test_a_src_rewritten_with_its_old_size_and_mtime_is_still_read_again(table, tmp_path):
+    src = tmp_path / "bulk.txt"
+    src.write_text("a@runbox.com alice@runbox.com\n")
+    table.run(src=str(src), exclusive=True)
+    old = src.stat()
+    src.write_text("b@runbox.com alice@runbox.com\n")  # same size
+    os.utime(src, ns=(old.st_atime_ns, old.st_mtime_ns))  # and the old mtime; the ctime still moves
+    result = table.run(src=str(src), exclusive=True)
+    assert (result["changed"], result["added"], result["removed"]) == (True, 1, 1), result
+    assert table.query("a@runbox.com", "b@runbox.com") == {"a@runbox.com": None, "b@runbox.com": ALICE}
+
