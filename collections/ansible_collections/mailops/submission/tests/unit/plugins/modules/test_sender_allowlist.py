@@ -219,4 +219,3 @@ def test_a_src_rewritten_with_its_old_size_and_mtime_is_still_read_again(table, 
     result = table.run(src=str(src), exclusive=True)
     assert (result["changed"], result["added"], result["removed"]) == (True, 1, 1), result
     assert table.query("a@runbox.com", "b@runbox.com") == {"a@runbox.com": None, "b@runbox.com": ALICE}
-
