@@ -28,10 +28,13 @@ def _features(client):
 def _tls_context(case):
     context = ssl.create_default_context()
     if case.get("tls_max"):
-        # Offer only protocols older than the server's floor: the handshake must fail.
+        # Offer only what the case names (older protocols, weaker suites), so that
+        # the handshake shows whether the server accepts it.
         context.set_ciphers("DEFAULT:@SECLEVEL=0")
         context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
         context.maximum_version = getattr(ssl.TLSVersion, case["tls_max"])
+    if case.get("ciphers"):
+        context.set_ciphers(case["ciphers"])
     return context
 
 

@@ -52,3 +52,20 @@ def test_tls_only_service_refuses_mail_before_starttls(probe, deployment):
     for endpoint, result in zip(required, results, strict=True):
         assert result["mail"][0] == 530, f"{endpoint.label}: {result}"
         assert "STARTTLS" in result["mail"][1], f"{endpoint.label}: {result['mail']}"
+
+
+def test_tls_1_2_offers_only_forward_secret_aead_suites(probe, deployment):
+    weak = "AES128-SHA:AES256-GCM-SHA384:ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:DHE-RSA-AES128-SHA"
+    strong = "ECDHE+AESGCM:ECDHE+CHACHA20"
+    cases = [session(e, tls_max="TLSv1_2", ciphers=weak) for e in deployment.endpoints]
+    cases += [session(e, tls_max="TLSv1_2", ciphers=strong) for e in deployment.endpoints]
+    results = probe.run(cases)
+    count = len(deployment.endpoints)
+    for endpoint, result in zip(deployment.endpoints, results[:count], strict=True):
+        assert "tls_error" in result, (
+            f"{endpoint.label} accepted a suite without forward secrecy or AEAD: {result.get('tls')}"
+        )
+    for endpoint, result in zip(deployment.endpoints, results[count:], strict=True):
+        assert "tls_error" not in result, f"{endpoint.label}: {result.get('tls_error')}"
+        assert result["tls"]["version"] == "TLSv1.2", f"{endpoint.label}: {result['tls']}"
+        assert "GCM" in result["tls"]["cipher"] or "CHACHA20" in result["tls"]["cipher"], result["tls"]
