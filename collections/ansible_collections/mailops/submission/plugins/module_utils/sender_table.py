@@ -219,32 +219,6 @@ def apply_changes(current, entries, bulk, exclusive):
     return table
 
 
-def table_pairs(table):
-    return {(sender, login) for sender, logins in table.items() for login in logins}
-
-
-def compare(current, desired):
-    """What changes between two tables.
-
-    Returns (added pairs, removed pairs, keys to write, keys to delete), where keys
-    to write are the keys whose logins are new or differ.
-    """
-    if current is desired or current == desired:
-        return [], [], [], []
-    added, removed, write, delete = [], [], [], []
-    # Set differences of the items run in C: only keys that differ are visited.
-    for sender, logins in desired.items() - current.items():
-        old = set(current[sender].split(",")) if sender in current else set()
-        new = logins.split(",")
-        write.append(sender)
-        added.extend((sender, login) for login in new if login not in old)
-        removed.extend((sender, login) for login in old.difference(new))
-    for sender in current.keys() - desired.keys():
-        delete.append(sender)
-        removed.extend((sender, login) for login in current[sender].split(","))
-    return sorted(added), sorted(removed), sorted(write), sorted(delete)
-
-
 def union(*values):
     """The logins of several table values, as one value."""
     return ",".join(sorted({login for value in values for login in value.split(",")}))

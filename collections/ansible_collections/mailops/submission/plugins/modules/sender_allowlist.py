@@ -425,26 +425,25 @@ class Run:
         params = module.params
         fields, stamped = files.read_header()
         counted = fields.get("keys", "").isdigit() and fields.get("pairs", "").isdigit()
-        if stamped and counted and files.map_is_current():
-            result["keys"], result["pairs"] = int(fields["keys"]), int(fields["pairs"])
-            if fields.get("input") == self.digest:
-                # The same input, applied to the table it produced last time, and
-                # the file is as it was written (its stamp and size): nothing to do.
-                finish(module, files, result)
-        raw = files.read_source()
-        fields, offset = read_header(raw or b"")
+        map_current = files.map_is_current()
+        raw = None
+        if not (stamped and counted and map_current and fields.get("input") == self.digest):
+            # Unless the file is as it was written (its stamp and size) and this is
+            # the input that wrote it, the body is needed.
+            raw = files.read_source()
+        _, offset = read_header(raw or b"")
         body = memoryview(raw or b"")[offset:]
         # Source and map agree when the file is as written, or its digest still matches.
         trusted = (
-            raw is not None
+            (stamped or (raw is not None and fields.get("body") == hashlib.sha256(body).hexdigest()))
             and counted
-            and files.map_is_current()
-            and (stamped or fields.get("body") == hashlib.sha256(body).hexdigest())
+            and map_current
         )
         if trusted:
             result["keys"], result["pairs"] = int(fields["keys"]), int(fields["pairs"])
-        if trusted and fields.get("input") == self.digest:
-            finish(module, files, result)
+            if fields.get("input") == self.digest:
+                # The same input, applied to the table it produced last time: nothing to do.
+                finish(module, files, result)
         if trusted and not params["exclusive"] and not params["src"]:
             self.apply_entries(entries, bytes(body))
         try:

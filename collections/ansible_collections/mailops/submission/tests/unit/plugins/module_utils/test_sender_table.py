@@ -5,7 +5,6 @@ from ansible_collections.mailops.submission.plugins.module_utils.sender_table im
     Summary,
     TableError,
     apply_changes,
-    compare,
     find_line,
     header,
     pairs_to_table,
@@ -78,15 +77,17 @@ def test_exclusive_keeps_only_what_was_given():
     assert desired == {"@hosted.example": BOB, "n@runbox.com": ALICE}
 
 
-def test_compare_counts_pairs_and_keys():
+def test_summary_names_the_pairs_and_keys_that_change():
     current = {"a@runbox.com": ALICE, "b@runbox.com": f"{ALICE},{BOB}", "c@runbox.com": BOB}
     desired = {"a@runbox.com": ALICE, "b@runbox.com": BOB, "d@runbox.com": BOB}
-    added, removed, write, delete = compare(current, desired)
-    assert added == [("d@runbox.com", BOB)]
-    assert removed == [("b@runbox.com", ALICE), ("c@runbox.com", BOB)]
-    assert write == ["b@runbox.com", "d@runbox.com"]
-    assert delete == ["c@runbox.com"]
-    assert compare(desired, dict(desired)) == ([], [], [], [])
+    summary = Summary(current, desired, key_limit=10)
+    before, after = summary.diff()
+    assert after == f"d@runbox.com {BOB}\n"
+    assert before == f"b@runbox.com {ALICE}\nc@runbox.com {BOB}\n"
+    assert summary.keys_to_write == ["b@runbox.com", "d@runbox.com"]
+    assert summary.keys_to_delete == ["c@runbox.com"]
+    unchanged = Summary(desired, dict(desired), key_limit=10)
+    assert (unchanged.added, unchanged.removed, unchanged.keys_to_write, unchanged.keys_to_delete) == (0, 0, [], [])
 
 
 def test_render_and_parse_round_trip_with_header():
