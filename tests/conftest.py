@@ -68,6 +68,23 @@ class Deployment:
             for listener in variables["submission_mta_listeners"]
             for port in listener["ports"]
         ]
+        # Ports with TLS from the first byte (RFC 8314), kept apart: every
+        # STARTTLS test runs on self.endpoints.
+        self.implicit_endpoints = [
+            Endpoint(
+                listener=listener["name"],
+                hostname=listener.get("hostname", f"{listener['name']}.{self.domain}"),
+                address=listener["address"],
+                port=int(port),
+                tls="implicit",
+            )
+            for listener in variables["submission_mta_listeners"]
+            for port in listener.get("implicit_tls_ports", [])
+        ]
+        self.tls_names = sorted({e.hostname for e in self.endpoints + self.implicit_endpoints})
+        # Both default to the roles' defaults when the inventory does not set them.
+        self.key_types = variables.get("submission_mta_tls_key_types", ["ecdsa", "rsa"])
+        self.renew_days = int(variables.get("submission_tls_renew_days", 30))
         self.accounts = [Account(**account) for account in variables["submission_verify_accounts"]]
         self.sink_maildir = variables.get("submission_verify_sink_maildir")
         self.recipient = variables.get("submission_verify_recipient", "postmaster@example.net")

@@ -16,15 +16,15 @@ import sys
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 NAMES = ["smtp.example.net", "secure.example.net"]
 
 
-def make_cert(tmp_path, stem, names, key=None):
-    key = key or ec.generate_private_key(ec.SECP256R1())
+def make_cert(tmp_path, stem, names, kind="ecdsa", days=30):
+    key = ec.generate_private_key(ec.SECP256R1()) if kind == "ecdsa" else rsa.generate_private_key(65537, 2048)
     now = datetime.datetime.now(datetime.UTC)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
     cert = (
@@ -33,8 +33,8 @@ def make_cert(tmp_path, stem, names, key=None):
         .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
+        .not_valid_before(now - datetime.timedelta(days=2))
+        .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -47,7 +47,8 @@ def make_cert(tmp_path, stem, names, key=None):
     return cert_path, key_path
 
 
-def apply_role(tmp_path, cert, key):
+def apply_role(tmp_path, pairs, key_types=("ecdsa", "rsa")):
+    files = json.dumps([{"cert": str(cert), "key": str(key)} for cert, key in pairs])
     playbook = tmp_path / "play.yml"
     playbook.write_text(
         f"""
@@ -58,8 +59,8 @@ def apply_role(tmp_path, cert, key):
     submission_domain: example.net
     submission_tls_source: files
     submission_tls_dir: {tmp_path}/installed
-    submission_tls_cert_file: {cert}
-    submission_tls_key_file: {key}
+    submission_tls_files: {files}
+    submission_tls_key_types: {json.dumps(list(key_types))}
   roles:
     - submission_tls
   handlers:
@@ -91,36 +92,69 @@ def apply_role(tmp_path, cert, key):
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the role installs packages: run as root")
 
 
-def test_matching_files_are_installed_root_only(tmp_path):
-    cert, key = make_cert(tmp_path, "good", NAMES)
-    rc, out = apply_role(tmp_path, cert, key)
-    assert rc == 0, out
-    installed = tmp_path / "installed"
-    assert (installed / "service.crt").read_bytes().strip() == cert.read_bytes().strip()
-    key_file = installed / "private/service.key"
-    assert key_file.stat().st_mode & 0o077 == 0
-    assert (installed / "private").stat().st_mode & 0o077 == 0
-    assert "PRIVATE KEY" not in out, "the key was logged"
+def installed_chains(tmp_path):
+    chains = tmp_path / "installed/chains"
+    return sorted(p.name for p in chains.iterdir()) if chains.exists() else []
+
+
+def test_each_name_and_key_type_gets_a_root_only_chain_with_the_key_first(tmp_path):
+    ecdsa_pair = make_cert(tmp_path, "ecdsa", NAMES)
+    rsa_pair = make_cert(tmp_path, "rsa", NAMES, kind="rsa")
+    rc, out = apply_role(tmp_path, [rsa_pair, ecdsa_pair])
+    assert rc == 0, out[-3000:]
+    assert installed_chains(tmp_path) == sorted(f"{n}.{t}.pem" for n in NAMES for t in ("ecdsa", "rsa"))
+    for name in NAMES:
+        for kind, (cert, _key) in (("ecdsa", ecdsa_pair), ("rsa", rsa_pair)):
+            chain = tmp_path / f"installed/chains/{name}.{kind}.pem"
+            text = chain.read_text()
+            assert text.startswith("-----BEGIN PRIVATE KEY-----"), f"{chain} does not start with its key"
+            assert text.index("PRIVATE KEY") < text.index("BEGIN CERTIFICATE")
+            assert cert.read_text().strip() in text, f"{chain} does not hold {cert}"
+            assert chain.stat().st_mode & 0o077 == 0
+    assert (tmp_path / "installed/private").stat().st_mode & 0o077 == 0
+    assert "PRIVATE KEY" not in out, "a key was logged"
+
+    rc, out = apply_role(tmp_path, [rsa_pair, ecdsa_pair])
+    assert rc == 0, out[-3000:]
+    assert '"changed": true' not in out, "a second run with the same files changed something"
 
 
 def test_a_key_of_another_certificate_is_refused(tmp_path):
     cert, _ = make_cert(tmp_path, "good", NAMES)
     _, other_key = make_cert(tmp_path, "other", NAMES)
-    rc, out = apply_role(tmp_path, cert, other_key)
+    rc, out = apply_role(tmp_path, [(cert, other_key)], key_types=["ecdsa"])
     assert rc != 0
-    assert f"The key in {other_key} does not match the certificate in {cert}" in json.dumps(out), out[-2000:]
-    assert not (tmp_path / "installed/private/service.key").exists()
+    assert f"The key in {other_key} does not match the certificate in {cert}" in out, out[-2000:]
+    assert installed_chains(tmp_path) == []
+    assert not (tmp_path / "installed/private/supplied-0.key").exists()
 
 
-def test_a_certificate_missing_a_name_is_refused(tmp_path):
-    cert, key = make_cert(tmp_path, "partial", ["smtp.example.net"])
-    rc, out = apply_role(tmp_path, cert, key)
+def test_a_name_without_a_certificate_is_refused_by_name_and_key_type(tmp_path):
+    partial = make_cert(tmp_path, "partial", ["smtp.example.net"])
+    rc, out = apply_role(tmp_path, [partial], key_types=["ecdsa"])
     assert rc != 0
-    assert "does not cover secure.example.net" in out, out[-2000:]
-    assert not (tmp_path / "installed/service.crt").exists()
+    assert "No ecdsa certificate in submission_tls_files covers secure.example.net" in out, out[-2000:]
+    assert installed_chains(tmp_path) == []
+
+
+def test_a_missing_key_type_is_refused(tmp_path):
+    only_ecdsa = make_cert(tmp_path, "ecdsa", NAMES)
+    rc, out = apply_role(tmp_path, [only_ecdsa])
+    assert rc != 0
+    assert "No rsa certificate in submission_tls_files covers smtp.example.net" in out, out[-2000:]
+    assert installed_chains(tmp_path) == []
+
+
+def test_an_expired_certificate_is_refused(tmp_path):
+    expired = make_cert(tmp_path, "expired", NAMES, days=-1)
+    rc, out = apply_role(tmp_path, [expired], key_types=["ecdsa"])
+    assert rc != 0
+    assert f"The certificate in {expired[0]} expired on" in out, out[-2000:]
+    assert installed_chains(tmp_path) == []
 
 
 def test_a_wildcard_certificate_covers_both_names(tmp_path):
-    cert, key = make_cert(tmp_path, "wild", ["*.example.net"])
-    rc, out = apply_role(tmp_path, cert, key)
+    wild = make_cert(tmp_path, "wild", ["*.example.net"])
+    rc, out = apply_role(tmp_path, [wild], key_types=["ecdsa"])
     assert rc == 0, out[-2000:]
+    assert installed_chains(tmp_path) == sorted(f"{n}.ecdsa.pem" for n in NAMES)
