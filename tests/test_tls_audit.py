@@ -1,0 +1,114 @@
+"""testssl.sh audits every port of every name, as an outside auditor would.
+
+Each endpoint is scanned with the host's testssl (Debian's testssl.sh package)
+for protocols, cipher suites per protocol, server defaults (the certificate
+chains) and vulnerabilities, by its name (so by SNI), STARTTLS where the port
+speaks it. A finding of severity MEDIUM or higher fails the test, as does a
+scanner warning (a check that could not run), unless the inventory accepts it
+in submission_verify_tls_accepted_findings with its reason; protocols below
+TLS 1.2 and a chain that does not verify for the name fail it in any case.
+
+testssl's overall rating is off: it caps every STARTTLS service at grade T
+whatever its configuration, since STARTTLS itself can be stripped by an active
+attacker (RFC 8314), which no server setting changes.
+"""
+
+import json
+import shlex
+
+import pytest
+
+FAILING = {"MEDIUM", "HIGH", "CRITICAL", "WARN"}
+# Warnings about the scanner's own OpenSSL, not about the server: Debian's has
+# no GOST engine, and GOST suites are nothing Postfix offers.
+SCANNER_NOTES = {"engine_problem"}
+OLD_PROTOCOLS = ("SSLv2", "SSLv3", "TLS1", "TLS1_1")
+# testssl runs a few thousand handshakes an endpoint; more at once than this
+# starve each other on a small host and turn into connect timeouts.
+CONCURRENCY = 3
+
+
+def scan_command(endpoint, out_dir, rating_option):
+    args = ["testssl", "--quiet", "--warnings", "off", "--color", "0", *rating_option]
+    args += ["--protocols", "--server-preference", "--server-defaults", "--fs", "--vulnerable", "--cipher-per-proto"]
+    # The host's own store: it holds the CA of a local or private deployment.
+    args += ["--add-ca", "/etc/ssl/certs/ca-certificates.crt", "--ip", endpoint.address]
+    args += ["--jsonfile", f"{out_dir}/{endpoint.hostname}-{endpoint.port}.json"]
+    if endpoint.tls != "implicit":
+        args += ["--starttls", "smtp"]
+    args.append(f"{endpoint.hostname}:{endpoint.port}")
+    return shlex.join(args)
+
+
+def flatten(report):
+    """testssl's JSON: a list of findings, or sections of them under scanResult."""
+    if isinstance(report, list):
+        return report
+    findings = []
+    for scan in report.get("scanResult", []):
+        for value in scan.values():
+            if isinstance(value, list):
+                findings.extend(value)
+    return findings
+
+
+def accepted(finding, rules):
+    base_id = finding["id"].split(" ")[0]
+    return any(base_id == rule["id"] and finding["finding"].startswith(rule["finding"]) for rule in rules)
+
+
+@pytest.fixture(scope="module")
+def audit(host, deployment):
+    """Every endpoint's findings, from one testssl run each."""
+    if not host.exists("testssl"):
+        pytest.fail("testssl is not installed on the host under test (Debian package testssl.sh)")
+    endpoints = deployment.endpoints + deployment.implicit_endpoints
+    # testssl 3.0 (Debian 12) has no rating to turn off.
+    rating_option = ["--disable-rating"] if "--disable-rating" in host.run("testssl --help").stdout else []
+    out_dir = host.check_output("mktemp -d /tmp/testssl.XXXXXX")
+    try:
+        commands = [scan_command(e, out_dir, rating_option) for e in endpoints]
+        # xargs keeps CONCURRENCY scans running; testssl's own exit code counts
+        # findings, so the JSON files are what is judged.
+        script = "printf '%s\\0' " + " ".join(shlex.quote(c) for c in commands)
+        script += f" | xargs -0 -P {CONCURRENCY} -I CMD sh -c 'CMD >/dev/null 2>&1 || true'"
+        host.run(script)
+        reports = {}
+        for endpoint in endpoints:
+            path = f"{out_dir}/{endpoint.hostname}-{endpoint.port}.json"
+            assert host.file(path).exists, f"{endpoint.label}: testssl wrote no report"
+            reports[endpoint] = flatten(json.loads(host.file(path).content_string))
+        return reports
+    finally:
+        host.run("rm -rf %s", out_dir)
+
+
+def test_no_finding_of_medium_severity_or_higher(audit, host):
+    rules = host.ansible.get_variables().get("submission_verify_tls_accepted_findings", [])
+    problems = [
+        f"{endpoint.label}: {f['id']} {f['severity']}: {f['finding']}"
+        for endpoint, findings in audit.items()
+        for f in findings
+        if f["severity"] in FAILING and f["id"] not in SCANNER_NOTES and not accepted(f, rules)
+    ]
+    assert not problems, "testssl findings:\n" + "\n".join(problems)
+
+
+def test_only_tls_1_2_and_1_3_are_offered(audit):
+    for endpoint, findings in audit.items():
+        protocols = {f["id"]: f["finding"] for f in findings if f["id"] in (*OLD_PROTOCOLS, "TLS1_2", "TLS1_3")}
+        assert len(protocols) == 6, f"{endpoint.label}: testssl reported no protocol list: {protocols}"
+        for old in OLD_PROTOCOLS:
+            assert protocols[old] == "not offered", f"{endpoint.label}: {old} {protocols[old]}"
+        assert protocols["TLS1_3"].startswith("offered"), f"{endpoint.label}: TLS 1.3 {protocols['TLS1_3']}"
+
+
+def test_every_chain_verifies_for_the_name(audit):
+    for endpoint, findings in audit.items():
+        chains = [f for f in findings if f["id"].startswith("cert_chain_of_trust")]
+        names = [f for f in findings if f["id"].startswith("cert_trust")]
+        assert chains, f"{endpoint.label}: testssl reported no certificate"
+        for finding in chains:
+            assert finding["finding"].startswith("passed"), f"{endpoint.label}: {finding}"
+        for finding in names:
+            assert finding["severity"] == "OK", f"{endpoint.label}: {finding}"
