@@ -52,6 +52,12 @@ def _starttls(client, case, result):
         result["tls_error"] = f"{type(exc).__name__}: {exc}"
         raise Refused from exc
     result["starttls"] = _reply((code, text))
+    _record_tls(client, result)
+    result["ehlo_tls"] = _reply(client.ehlo("probe.test"))
+    result["features_tls"] = _features(client)
+
+
+def _record_tls(client, result):
     sock = client.sock
     cert = sock.getpeercert()
     result["tls"] = {
@@ -60,8 +66,6 @@ def _starttls(client, case, result):
         "names": sorted(v for k, v in cert.get("subjectAltName", ()) if k == "DNS"),
         "not_after": cert.get("notAfter"),
     }
-    result["ehlo_tls"] = _reply(client.ehlo("probe.test"))
-    result["features_tls"] = _features(client)
 
 
 def _step(result, key, reply, expected):
@@ -85,12 +89,22 @@ def _transaction(client, case, result):
 def run_session(case):
     result = {}
     source = (case["source"], 0) if case.get("source") else None
-    client = smtplib.SMTP(timeout=case.get("timeout", 30), source_address=source)
-    # starttls() verifies the certificate against this name; SMTP() sets it only
-    # when it connects itself, and then it hides the greeting the tests check.
+    timeout = case.get("timeout", 30)
+    if case.get("implicit_tls"):
+        client = smtplib.SMTP_SSL(timeout=timeout, source_address=source, context=_tls_context(case))
+    else:
+        client = smtplib.SMTP(timeout=timeout, source_address=source)
+    # The TLS handshake verifies the certificate against this name; SMTP() sets
+    # it only when it connects itself, and then it hides the greeting the tests check.
     client._host = case["host"]
     try:
-        result["banner"] = _reply(client.connect(case["host"], case["port"]))
+        try:
+            result["banner"] = _reply(client.connect(case["host"], case["port"]))
+        except (ssl.SSLError, ssl.CertificateError) as exc:
+            result["tls_error"] = f"{type(exc).__name__}: {exc}"
+            raise Refused from exc
+        if case.get("implicit_tls"):
+            _record_tls(client, result)
         result["ehlo"] = _reply(client.ehlo("probe.test"))
         result["features"] = _features(client)
         if case.get("starttls"):

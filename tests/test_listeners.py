@@ -1,5 +1,6 @@
 """Every service name answers on its address and ports with the TLS it promises."""
 
+import pytest
 from conftest import session
 
 
@@ -69,3 +70,37 @@ def test_tls_1_2_offers_only_forward_secret_aead_suites(probe, deployment):
         assert "tls_error" not in result, f"{endpoint.label}: {result.get('tls_error')}"
         assert result["tls"]["version"] == "TLSv1.2", f"{endpoint.label}: {result['tls']}"
         assert "GCM" in result["tls"]["cipher"] or "CHACHA20" in result["tls"]["cipher"], result["tls"]
+
+
+def test_implicit_tls_ports_verify_and_take_authenticated_mail(probe, deployment):
+    if not deployment.implicit_endpoints:
+        pytest.skip("the inventory enables no implicit TLS port (implicit_tls_ports)")
+    account = deployment.accounts[0]
+    cases = [
+        session(
+            e,
+            starttls=False,
+            implicit_tls=True,
+            login=account.login,
+            password=account.password,
+            mail_from=account.address,
+            rcpt_to=[deployment.recipient],
+            data=f"Subject: implicit TLS\r\n\r\nsent on port {e.port}\r\n",
+        )
+        for e in deployment.implicit_endpoints
+    ]
+    for endpoint, result in zip(deployment.implicit_endpoints, probe.run(cases), strict=True):
+        assert "tls_error" not in result, f"{endpoint.label}: {result['tls_error']}"
+        assert endpoint.hostname in result["tls"]["names"], f"{endpoint.label}: {result['tls']}"
+        assert result["tls"]["version"] in ("TLSv1.2", "TLSv1.3"), f"{endpoint.label}: {result['tls']}"
+        assert "starttls" not in result["features"], f"{endpoint.label} offers STARTTLS inside TLS"
+        assert result["auth"][0] == 235, f"{endpoint.label}: {result}"
+        assert result["data"][0] == 250, f"{endpoint.label}: {result}"
+
+
+def test_implicit_tls_ports_say_nothing_in_clear(probe, deployment):
+    if not deployment.implicit_endpoints:
+        pytest.skip("the inventory enables no implicit TLS port (implicit_tls_ports)")
+    results = probe.run([session(e, starttls=False, timeout=5) for e in deployment.implicit_endpoints])
+    for endpoint, result in zip(deployment.implicit_endpoints, results, strict=True):
+        assert "banner" not in result, f"{endpoint.label} greeted a client in clear: {result['banner']}"

@@ -47,10 +47,23 @@ def test_no_clear_password_in_users_file(host, deployment):
         assert account.password not in content, f"clear password of {account.login} in users file"
 
 
+def chain_files(host):
+    """Every chain file Postfix reads: main.cf's, each listener's, and the SNI table's."""
+    values = [host.run("postconf -xh smtpd_tls_chain_files").stdout]
+    overrides = host.run("postconf -P").stdout.splitlines()
+    values += [line.split("=", 1)[1] for line in overrides if "/smtpd_tls_chain_files=" in line]
+    for table in host.run("postconf -xh tls_server_sni_maps").stdout.replace(",", " ").split():
+        path = table.split(":", 1)[1]
+        lines = host.file(path).content_string.splitlines()
+        values += [line.split(None, 1)[1] for line in lines if line.strip() and not line.startswith("#")]
+    return sorted({path for value in values for path in value.replace(",", " ").split()})
+
+
 def test_service_private_keys_are_root_only(host):
-    keys = host.run("postconf -xh smtpd_tls_chain_files").stdout.replace(",", " ").split()
-    key_files = [path for path in keys if host.file(path).contains("PRIVATE KEY")]
-    assert key_files, f"no private key among {keys}"
+    files = chain_files(host)
+    key_files = [path for path in files if host.file(path).contains("PRIVATE KEY")]
+    assert key_files, "no chain file with a private key in Postfix's configuration"
+    assert key_files == files, f"chain files without a key: {sorted(set(files) - set(key_files))}"
     for path in key_files:
         key = host.file(path)
         assert key.user == "root", path
