@@ -57,30 +57,13 @@ class Deployment:
                 "the inventory lacks " + ", ".join(missing) + " (see inventory/production/README.md)"
             )
         self.domain = variables["submission_domain"]
-        self.endpoints = [
-            Endpoint(
-                listener=listener["name"],
-                hostname=listener.get("hostname", f"{listener['name']}.{self.domain}"),
-                address=listener["address"],
-                port=int(port),
-                tls=listener.get("tls", "starttls"),
-            )
-            for listener in variables["submission_mta_listeners"]
-            for port in listener["ports"]
-        ]
+        listeners = variables["submission_mta_listeners"]
+        self.endpoints = self._endpoints(listeners, lambda lst: lst["ports"], lambda lst: lst.get("tls", "starttls"))
         # Ports with TLS from the first byte (RFC 8314), kept apart: every
         # STARTTLS test runs on self.endpoints.
-        self.implicit_endpoints = [
-            Endpoint(
-                listener=listener["name"],
-                hostname=listener.get("hostname", f"{listener['name']}.{self.domain}"),
-                address=listener["address"],
-                port=int(port),
-                tls="implicit",
-            )
-            for listener in variables["submission_mta_listeners"]
-            for port in listener.get("implicit_tls_ports", [])
-        ]
+        self.implicit_endpoints = self._endpoints(
+            listeners, lambda lst: lst.get("implicit_tls_ports", []), lambda _lst: "implicit"
+        )
         self.tls_names = sorted({e.hostname for e in self.endpoints + self.implicit_endpoints})
         # Both default to the roles' defaults when the inventory does not set them.
         self.key_types = variables.get("submission_mta_tls_key_types", ["ecdsa", "rsa"])
@@ -88,6 +71,19 @@ class Deployment:
         self.accounts = [Account(**account) for account in variables["submission_verify_accounts"]]
         self.sink_maildir = variables.get("submission_verify_sink_maildir")
         self.recipient = variables.get("submission_verify_recipient", "postmaster@example.net")
+
+    def _endpoints(self, listeners, ports_of, tls_of):
+        return [
+            Endpoint(
+                listener=listener["name"],
+                hostname=listener.get("hostname", f"{listener['name']}.{self.domain}"),
+                address=listener["address"],
+                port=int(port),
+                tls=tls_of(listener),
+            )
+            for listener in listeners
+            for port in ports_of(listener)
+        ]
 
     def first_endpoint_of_each_listener(self):
         seen = {}
