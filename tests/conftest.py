@@ -13,12 +13,14 @@ import base64
 import ipaddress
 import json
 import pathlib
+import random
 from dataclasses import dataclass
 
 import pytest
 
 PROBE_SOURCE = (pathlib.Path(__file__).parent / "smtp_probe.py").read_text()
 PROBE_B64 = base64.b64encode(PROBE_SOURCE.encode()).decode()
+LOAD_B64 = base64.b64encode((pathlib.Path(__file__).parent / "smtp_load.py").read_bytes()).decode()
 
 
 @dataclass(frozen=True)
@@ -110,9 +112,9 @@ class Probe:
         self.host = host
         self._next_source = 10
 
-    def run(self, cases):
+    def run(self, cases, workers=8):
         payload = base64.b64encode(json.dumps(cases).encode()).decode()
-        cmd = self.host.run('python3 -c "$(echo %s | base64 -d)" %s', PROBE_B64, payload)
+        cmd = self.host.run('python3 -c "$(echo %s | base64 -d)" %s %s', PROBE_B64, payload, str(workers))
         assert cmd.rc == 0, f"probe failed: {cmd.stderr}"
         return json.loads(cmd.stdout)
 
@@ -130,6 +132,27 @@ class Probe:
             return None
         self._next_source += 1
         return f"127.0.{self._next_source // 250}.{self._next_source % 250 + 2}"
+
+    @staticmethod
+    def unseen_source(endpoint):
+        """A client address that no earlier run has used, for the abuse tests.
+
+        postscreen remembers a client that passed its greeting test for a day and
+        anvil counts AUTH commands for a minute, so a reused address would test
+        their memory, not their limits. On a loopback listener it is a random
+        address in 127.128.0.0/9; elsewhere the host's own address.
+        """
+        if not ipaddress.ip_address(endpoint.address).is_loopback:
+            return None
+        return str(ipaddress.IPv4Address(0x7F800000 + random.randrange(1, 0x7FFFFE)))  # noqa: S311 (an address, not a secret)
+
+
+@pytest.fixture(scope="module")
+def sink(deployment):
+    """The test sink's Maildir, for tests that send many messages or strange ones."""
+    if not deployment.sink_maildir:
+        pytest.skip("submission_verify_sink_maildir is not set: this deployment relays to the Internet")
+    return deployment.sink_maildir
 
 
 @pytest.fixture(scope="module")

@@ -80,13 +80,56 @@ def _transaction(client, case, result):
         _step(result, "auth", client.docmd("AUTH", "PLAIN " + base64.b64encode(token).decode()), 235)
     if "mail_from" not in case:
         return
-    _step(result, "mail", client.docmd(f"MAIL FROM:<{case['mail_from']}>"), 250)
+    params = (" " + case["mail_params"]) if case.get("mail_params") else ""
+    _step(result, "mail", client.docmd(f"MAIL FROM:<{case['mail_from']}>{params}"), 250)
     result["rcpt"] = [_reply(client.docmd(f"RCPT TO:<{rcpt}>")) for rcpt in case["rcpt_to"]]
-    if any(code == 250 for code, _ in result["rcpt"]) and "data" in case:
-        result["data"] = _reply(client.data(case["data"].encode()))
+    if not any(code == 250 for code, _ in result["rcpt"]):
+        return
+    if "data" in case:
+        # data_fill pads the message to that many bytes more, made here, not sent as an argument.
+        fill = ("x" * 998 + "\r\n") * (case.get("data_fill", 0) // 1000 + 1) if case.get("data_fill") else ""
+        result["data"] = _reply(client.data((case["data"] + fill).encode()))
+    elif "raw_data" in case:
+        _raw_data(client, case, result)
+
+
+def _raw_data(client, case, result):
+    """DATA with the client's bytes as they are: no line-ending repair, no dot-stuffing.
+
+    Whatever the server answers after them is kept, so a test sees whether
+    part of the content was taken for commands (SMTP smuggling).
+    """
+    _step(result, "data_start", client.docmd("DATA"), 354)
+    client.send(case["raw_data"].encode())
+    replies = []
+    client.sock.settimeout(case.get("reply_wait", 5))
+    try:
+        while True:
+            replies.append(_reply(client.getreply()))
+    except (OSError, smtplib.SMTPException):
+        pass
+    result["data_replies"] = replies
+
+
+def pregreet(case):
+    """A client that speaks before the server's greeting: what the server says back."""
+    result = {}
+    source = (case["source"], 0) if case.get("source") else None
+    with socket.create_connection((case["host"], case["port"]), case.get("timeout", 15), source) as sock:
+        sock.sendall(b"EHLO probe.test\r\n")
+        received = b""
+        try:
+            while chunk := sock.recv(4096):
+                received += chunk
+        except OSError as exc:
+            result["error"] = f"{type(exc).__name__}: {exc}"
+    result["received"] = received.decode("utf-8", "replace")
+    return result
 
 
 def run_session(case):
+    if case.get("pregreet"):
+        return pregreet(case)
     result = {}
     source = (case["source"], 0) if case.get("source") else None
     timeout = case.get("timeout", 30)
@@ -127,7 +170,8 @@ def main():
     socket.setdefaulttimeout(60)
     # Sessions are independent; running them side by side keeps Dovecot's delay
     # after each refused login from adding up.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+    workers = int(sys.argv[2]) if len(sys.argv) > 2 else 8
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         print(json.dumps(list(pool.map(run_session, cases))))
 
 

@@ -48,11 +48,13 @@ def test_no_clear_password_in_users_file(host, deployment):
 
 
 def chain_files(host):
-    """Every chain file Postfix reads: main.cf's, each listener's, and the SNI table's."""
+    """Every chain file Postfix reads: main.cf's, each listener's, and the SNI tables'."""
     values = [host.run("postconf -xh smtpd_tls_chain_files").stdout]
     overrides = host.run("postconf -P").stdout.splitlines()
     values += [line.split("=", 1)[1] for line in overrides if "/smtpd_tls_chain_files=" in line]
-    for table in host.run("postconf -xh tls_server_sni_maps").stdout.replace(",", " ").split():
+    tables = [host.run("postconf -xh tls_server_sni_maps").stdout]
+    tables += [line.split("=", 1)[1] for line in overrides if "/tls_server_sni_maps=" in line]
+    for table in " ".join(tables).replace(",", " ").split():
         path = table.split(":", 1)[1]
         lines = host.file(path).content_string.splitlines()
         values += [line.split(None, 1)[1] for line in lines if line.strip() and not line.startswith("#")]

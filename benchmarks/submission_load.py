@@ -1,0 +1,306 @@
+"""Load benchmark: the submission service against a stock Postfix, side by side.
+
+Runs on the MTA host that molecule/benchmark builds (scripts/benchmark does it
+all and prints the result):
+
+    python3 submission_load.py [--rounds 3] [--clients 20] [--messages 1 10]
+
+For each number of messages a session, it alternates runs against the baseline
+(the same Postfix package, stock settings, plaintext, no AUTH, 127.0.0.1:2526)
+and against the submission service (STARTTLS, AUTH as generated accounts, bare
+and user%domain logins mixed, the sender allowlist, a share of senders that
+belong to another account and must be refused). Both relay to the same sink.
+After each run it waits until the queues are empty and checks that every
+message answered 250 reached the sink exactly once, then reads the CPU time
+the Postfix and Dovecot process trees used (load and delivery). It prints
+medians over the rounds and the ratio of the service to the baseline.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+import smtp_load  # noqa: E402
+
+TARGETS = {1: 0.7, 10: 0.9}
+
+
+def accounts(count, domain, password):
+    """The generated accounts of molecule/benchmark (same rule as its group_vars)."""
+    out = []
+    for n in range(count):
+        if n % 2 == 0:
+            out.append({"login": f"load{n:03d}", "sender": f"load{n:03d}@{domain}"})
+        else:
+            out.append({"login": f"load{n:03d}%load{n:03d}.example", "sender": f"load{n:03d}@load{n:03d}.example"})
+    for n, account in enumerate(out):
+        account["password"] = password
+        account["foreign_sender"] = out[(n + 1) % count]["sender"]
+    return out
+
+
+def process_table():
+    table = {}
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        # utime, stime, cutime, cstime: a child's time moves into its parent's
+        # cutime/cstime when the parent reaps it, so a tree's sum only grows.
+        table[int(entry.name)] = (int(fields[1]), sum(int(f) for f in fields[11:15]))
+    return table
+
+
+def tree_cpu_seconds(root_pid, table):
+    children = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        if pid in table:
+            total += table[pid][1]
+            todo.extend(children.get(pid, []))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def read_pid(path):
+    return int(pathlib.Path(path).read_text().split()[0])
+
+
+class Setup:
+    def __init__(self, name, config_dir, queue_dir, plan, with_dovecot):
+        self.name = name
+        self.config_dir = config_dir
+        self.queue_dir = queue_dir
+        self.plan = plan
+        self.with_dovecot = with_dovecot
+
+    def cpu(self):
+        table = process_table()
+        seconds = {"postfix": tree_cpu_seconds(read_pid(f"{self.queue_dir}/pid/master.pid"), table)}
+        if self.with_dovecot:
+            seconds["dovecot"] = tree_cpu_seconds(read_pid("/run/dovecot/master.pid"), table)
+        return seconds
+
+    def queue_empty(self):
+        out = subprocess.run(
+            ["postqueue", "-c", self.config_dir, "-p"], capture_output=True, text=True, check=False
+        ).stdout
+        return "Mail queue is empty" in out
+
+
+def sink_tokens(maildir, skip):
+    """token -> copies, for the messages the sink stored that are not in skip."""
+    counts = {}
+    for sub in ("new", "cur"):
+        for entry in os.scandir(os.path.join(maildir, sub)):
+            if entry.name in skip:
+                continue
+            with open(entry.path, "rb") as handle:
+                for line in handle:
+                    if line.startswith(b"X-Load-Token: "):
+                        token = line.split(b" ", 1)[1].strip().decode()
+                        counts[token] = counts.get(token, 0) + 1
+                        break
+                    if line in (b"\n", b"\r\n"):
+                        break
+    return counts
+
+
+def sink_files(maildir):
+    return {e.name for sub in ("new", "cur") for e in os.scandir(os.path.join(maildir, sub))}
+
+
+def check_delivery(result, counts, run_id):
+    """Every 250 exactly once; an unanswered message at most once; nothing else."""
+    problems = []
+    accepted, unanswered = set(result["accepted"]), set(result["unanswered"])
+    missing = [t for t in accepted if counts.get(t, 0) == 0]
+    doubled = [t for t, n in counts.items() if n > 1]
+    strangers = [t for t in counts if t.startswith(run_id) and t not in accepted | unanswered]
+    for label, tokens in (("answered 250, not in the sink", missing), ("in the sink twice", doubled)):
+        if tokens:
+            problems.append(f"{len(tokens)} {label}: {sorted(tokens)[:5]}")
+    if strangers:
+        problems.append(f"{len(strangers)} in the sink but refused: {sorted(strangers)[:5]}")
+    if result["wrong"]:
+        problems.append(f"{len(result['wrong'])} wrong answers: {result['wrong'][:5]}")
+    if result["errors"]:
+        problems.append(f"client errors: {result['errors']}")
+    return problems
+
+
+def one_run(setup, messages, args):
+    run_id = uuid.uuid4().hex[:12]
+    plan = dict(
+        setup.plan, run_id=run_id, messages_per_session=messages, clients=args.clients, processes=args.processes
+    )
+    plan["sessions"] = max(args.clients, args.transactions // messages)
+    before_files = sink_files(args.sink)
+    cpu_before = setup.cpu()
+    result = smtp_load.run(smtp_load.Plan(plan), plan)
+    deadline = time.monotonic() + 600
+    while not setup.queue_empty():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{setup.name}: the queue did not drain in 600 s")
+        time.sleep(0.5)
+    cpu_after = setup.cpu()
+    counts = sink_tokens(args.sink, before_files)
+    problems = check_delivery(result, counts, run_id)
+    accepted = len(result["accepted"])
+    cpu = {k: cpu_after[k] - cpu_before[k] for k in cpu_after}
+    return {
+        "setup": setup.name,
+        "messages_per_s": result["messages_per_s"],
+        "sessions_per_s": result["sessions_per_s"],
+        "transaction_ms": result["transaction_ms"],
+        "setup_ms": result["setup_ms"],
+        "accepted": accepted,
+        "refused": result["refused_as_expected"],
+        "cpu_per_1000": {k: round(v * 1000 / max(accepted, 1), 2) for k, v in cpu.items()},
+        "problems": problems,
+    }
+
+
+def median_of(runs, *path):
+    values = []
+    for run in runs:
+        value = run
+        for key in path:
+            value = value[key]
+        values.append(value)
+    return round(statistics.median(values), 2)
+
+
+def machine():
+    release = dict(
+        line.split("=", 1) for line in pathlib.Path("/etc/os-release").read_text().splitlines() if "=" in line
+    )
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    postfix = subprocess.run(
+        ["postconf", "-h", "mail_version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    dovecot = subprocess.run(["dovecot", "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    return (
+        f"{release.get('PRETTY_NAME', '?').strip(chr(34))}, {os.cpu_count()} cores ({cpu}), "
+        f"Postfix {postfix}, Dovecot {dovecot}, Python {platform.python_version()}"
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--messages", type=int, nargs="+", default=[1, 10])
+    parser.add_argument("--processes", type=int, default=os.cpu_count(), help="load generator processes")
+    parser.add_argument("--transactions", type=int, default=2000, help="transactions per run")
+    parser.add_argument("--accounts", type=int, default=200)
+    parser.add_argument("--password", default="bench-Load-pw1")
+    parser.add_argument("--domain", default="runbox.com")
+    parser.add_argument("--host", default="smtp.runbox.com")
+    parser.add_argument("--port", type=int, default=587)
+    parser.add_argument("--baseline-port", type=int, default=2526)
+    parser.add_argument("--recipient", default="postmaster@example.net")
+    parser.add_argument("--foreign-every", type=int, default=20, help="every n-th sender is another account's")
+    parser.add_argument("--resume-tls", action="store_true", help="clients resume their TLS session")
+    parser.add_argument("--sink", default="/var/lib/smtp-sink/Maildir")
+    parser.add_argument("--json", action="store_true", help="print the runs as JSON too")
+    args = parser.parse_args()
+
+    common = {"recipient": args.recipient, "foreign_every": args.foreign_every, "timeout": 60}
+    users = accounts(args.accounts, args.domain, args.password)
+    baseline = Setup(
+        "baseline",
+        "/etc/postfix-baseline",
+        "/var/spool/postfix-baseline",
+        dict(
+            common,
+            host="127.0.0.1",
+            port=args.baseline_port,
+            starttls=False,
+            accounts=[{"sender": a["sender"], "foreign_sender": a["foreign_sender"]} for a in users],
+        ),
+        with_dovecot=False,
+    )
+    service = Setup(
+        "submission",
+        "/etc/postfix",
+        "/var/spool/postfix",
+        dict(common, host=args.host, port=args.port, starttls=True, resume_tls=args.resume_tls, accounts=users),
+        with_dovecot=True,
+    )
+    print(f"machine: {machine()}")
+    print(
+        f"load: {args.clients} clients in {args.processes} processes, "
+        f"{args.transactions} transactions a run, {args.rounds} rounds, "
+        f"{args.accounts} accounts, every {args.foreign_every}th sender foreign, "
+        f"TLS {'resumed' if args.resume_tls else 'full handshake every session'}"
+    )
+    runs, failed = [], False
+    for messages in args.messages:
+        for round_no in range(args.rounds):
+            order = (baseline, service) if round_no % 2 == 0 else (service, baseline)
+            for setup in order:
+                run = one_run(setup, messages, args)
+                run["messages"] = messages
+                runs.append(run)
+                for problem in run["problems"]:
+                    failed = True
+                    print(f"  PROBLEM {setup.name} M={messages} round {round_no + 1}: {problem}")
+                print(
+                    f"  M={messages} round {round_no + 1} {setup.name:10s} {run['messages_per_s']:8.1f} msg/s "
+                    f"{run['sessions_per_s']:7.1f} sessions/s  txn p50 {run['transaction_ms']['p50']} ms "
+                    f"p99 {run['transaction_ms']['p99']} ms  cpu/1000 {run['cpu_per_1000']}",
+                    flush=True,
+                )
+    print()
+    header = "| messages/session | setup | msg/s | sessions/s | txn p50 ms | txn p99 ms | setup p50 ms | setup p99 ms |"
+    print(header + " Postfix CPU s/1000 | Dovecot CPU s/1000 |")
+    print("|" + "---|" * 10)
+    summary = {}
+    for messages in args.messages:
+        for name in ("baseline", "submission"):
+            mine = [r for r in runs if r["messages"] == messages and r["setup"] == name]
+            row = {
+                "msg": median_of(mine, "messages_per_s"),
+                "ses": median_of(mine, "sessions_per_s"),
+                "p50": median_of(mine, "transaction_ms", "p50"),
+                "p99": median_of(mine, "transaction_ms", "p99"),
+                "s50": median_of(mine, "setup_ms", "p50"),
+                "s99": median_of(mine, "setup_ms", "p99"),
+                "pf": median_of(mine, "cpu_per_1000", "postfix"),
+                "dc": median_of(mine, "cpu_per_1000", "dovecot") if name == "submission" else "-",
+            }
+            summary[(messages, name)] = row
+            print(
+                f"| {messages} | {name} | {row['msg']} | {row['ses']} | {row['p50']} | {row['p99']} | "
+                f"{row['s50']} | {row['s99']} | {row['pf']} | {row['dc']} |"
+            )
+    print()
+    for messages in args.messages:
+        ratio = summary[(messages, "submission")]["msg"] / summary[(messages, "baseline")]["msg"]
+        target = TARGETS.get(messages)
+        verdict = "" if target is None else f" (target >= {target}: {'met' if ratio >= target else 'NOT met'})"
+        print(f"ratio at {args.clients} clients, {messages} message(s) a session: {ratio:.2f}x the baseline{verdict}")
+    if args.json:
+        print(json.dumps(runs))
+    if failed:
+        raise SystemExit("some messages were not handled as SMTP requires (PROBLEM lines above)")
+
+
+if __name__ == "__main__":
+    main()
