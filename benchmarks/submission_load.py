@@ -152,7 +152,7 @@ def one_run(setup, messages, args):
     plan["sessions"] = max(args.clients, args.transactions // messages)
     before_files = sink_files(args.sink)
     cpu_before = setup.cpu()
-    result = smtp_load.run(smtp_load.Plan(plan), plan)
+    result = smtp_load.run(smtp_load.Plan(plan))
     deadline = time.monotonic() + 600
     while not setup.queue_empty():
         if time.monotonic() > deadline:

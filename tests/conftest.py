@@ -110,7 +110,6 @@ class Probe:
 
     def __init__(self, host):
         self.host = host
-        self._next_source = 10
 
     def run(self, cases, workers=8):
         payload = base64.b64encode(json.dumps(cases).encode()).decode()
@@ -121,26 +120,17 @@ class Probe:
     def one(self, case):
         return self.run([case])[0]
 
-    def fresh_source(self, endpoint):
-        """A client address of its own for a session that fails on purpose.
-
-        Dovecot delays answers to an address after failed logins; on a loopback
-        listener each such session gets its own 127.0.x.y so that one refused
-        case does not slow the next. Elsewhere the host's own address is used.
-        """
-        if not ipaddress.ip_address(endpoint.address).is_loopback:
-            return None
-        self._next_source += 1
-        return f"127.0.{self._next_source // 250}.{self._next_source % 250 + 2}"
-
     @staticmethod
     def unseen_source(endpoint):
-        """A client address that no earlier run has used, for the abuse tests.
+        """A client address that no earlier session has used, for sessions that
+        fail on purpose and for the abuse tests.
 
-        postscreen remembers a client that passed its greeting test for a day and
-        anvil counts AUTH commands for a minute, so a reused address would test
-        their memory, not their limits. On a loopback listener it is a random
-        address in 127.128.0.0/9; elsewhere the host's own address.
+        Dovecot delays answers to an address after failed logins, postscreen
+        remembers a client that passed its greeting test for a day and anvil
+        counts AUTH commands for a minute: a reused address would carry one
+        case's penalty into the next, or test their memory, not their limits.
+        On a loopback listener it is a random address in 127.128.0.0/9;
+        elsewhere the host's own address.
         """
         if not ipaddress.ip_address(endpoint.address).is_loopback:
             return None
@@ -153,6 +143,16 @@ def sink(deployment):
     if not deployment.sink_maildir:
         pytest.skip("submission_verify_sink_maildir is not set: this deployment relays to the Internet")
     return deployment.sink_maildir
+
+
+def drain_queue(host, seconds=120):
+    """Wait until Postfix's queue is empty (every accepted message delivered); False if it is not by then."""
+    return (
+        host.run(
+            "for i in $(seq %s); do postqueue -p | grep -q '^[0-9A-F]' || exit 0; sleep 1; done; exit 1", str(seconds)
+        ).rc
+        == 0
+    )
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,8 @@ import time
 
 class Plan:
     def __init__(self, raw):
+        # Kept as given: a plan shared out among processes is rebuilt from it.
+        self.raw = raw
         self.host = raw["host"]
         self.port = int(raw["port"])
         self.starttls = raw.get("starttls", True)
@@ -209,7 +211,7 @@ def _run_part(args):
     return _run_threads(Plan(raw | part))
 
 
-def run(plan, raw=None):
+def run(plan):
     """Play the plan; with processes > 1, its clients and sessions are shared
     out among that many processes, so that the clients' own work is not
     serialised by one interpreter lock."""
@@ -223,7 +225,7 @@ def run(plan, raw=None):
             if plan.sessions is not None:
                 part["sessions"] = plan.sessions // plan.processes + (n < plan.sessions % plan.processes)
             part["run_id"] = f"{plan.run_id}.{n}"
-            parts_plan.append((raw, part))
+            parts_plan.append((plan.raw, part))
         with multiprocessing.get_context("fork").Pool(plan.processes) as pool:
             parts = pool.map(_run_part, parts_plan)
     elapsed = time.monotonic() - started
@@ -254,7 +256,7 @@ def run(plan, raw=None):
 def main():
     arg = sys.argv[1]
     raw = json.loads(pathlib.Path(arg).read_text() if arg.startswith("/") else base64.b64decode(arg))
-    print(json.dumps(run(Plan(raw), raw)))
+    print(json.dumps(run(Plan(raw))))
 
 
 if __name__ == "__main__":

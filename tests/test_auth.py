@@ -70,7 +70,7 @@ def test_every_other_login_is_refused_with_535(probe, deployment, listener_index
     endpoint = endpoints[listener_index]
     cases, labels = [], []
     for why, login, password in refused_cases(deployment):
-        cases.append(session(endpoint, login=login, password=password, source=probe.fresh_source(endpoint)))
+        cases.append(session(endpoint, login=login, password=password, source=probe.unseen_source(endpoint)))
         labels.append(f"{why} {login!r}")
     failures = [
         f"{label}: {result.get('auth') or result}"

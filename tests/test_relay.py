@@ -4,7 +4,6 @@ import email
 import re
 import uuid
 
-import pytest
 from conftest import session
 
 QUEUED = re.compile(r"queued as ([0-9A-Za-z]+)")
@@ -42,9 +41,7 @@ def _wait_for_sink(host, maildir, token):
     return email.message_from_string(found.stdout) if found.rc == 0 else None
 
 
-def test_authenticated_message_reaches_the_sink_with_its_envelope_sender(host, probe, deployment):
-    if not deployment.sink_maildir:
-        pytest.skip("submission_verify_sink_maildir is not set: this deployment relays to the Internet")
+def test_authenticated_message_reaches_the_sink_with_its_envelope_sender(host, probe, deployment, sink):
     account = deployment.accounts[0]
     tokens = {e: uuid.uuid4().hex for e in deployment.endpoints}
     cases = [
@@ -63,7 +60,7 @@ def test_authenticated_message_reaches_the_sink_with_its_envelope_sender(host, p
         if (result.get("data") or [0])[0] != 250:
             failures.append(f"{endpoint.label} did not accept: {result}")
             continue
-        received = _wait_for_sink(host, deployment.sink_maildir, tokens[endpoint])
+        received = _wait_for_sink(host, sink, tokens[endpoint])
         if received is None:
             failures.append(f"{endpoint.label}: accepted ({result['data'][1]}) but never reached the sink")
         elif received["X-MailFrom"] != account.address:

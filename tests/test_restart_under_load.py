@@ -4,7 +4,7 @@ import base64
 import json
 import uuid
 
-from conftest import LOAD_B64
+from conftest import LOAD_B64, drain_queue
 
 
 def test_a_restart_under_load_loses_and_doubles_nothing(host, deployment, sink):
@@ -46,8 +46,7 @@ def test_a_restart_under_load_loses_and_doubles_nothing(host, deployment, sink):
     assert len(accepted) > 50, f"only {len(accepted)} messages accepted: {result['errors']}"
     assert not result["wrong"], result["wrong"][:5]
 
-    drained = host.run("for i in $(seq 120); do postqueue -p | grep -q '^[0-9A-F]' || exit 0; sleep 1; done; exit 1")
-    assert drained.rc == 0, "the queue did not drain in 120 s: " + host.run("postqueue -p").stdout[-2000:]
+    assert drain_queue(host), "the queue did not drain in 120 s: " + host.run("postqueue -p").stdout[-2000:]
     listed = host.run("grep -rh '^X-Load-Token: %s-' %s/new %s/cur | sort | uniq -c", run_id, sink, sink).stdout.split(
         "\n"
     )
