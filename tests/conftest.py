@@ -32,6 +32,7 @@ class Endpoint:
     address: str
     port: int
     tls: str
+    pregreet: bool = False
 
     @property
     def label(self):
@@ -82,10 +83,19 @@ class Deployment:
                 address=listener["address"],
                 port=int(port),
                 tls=tls_of(listener),
+                pregreet=bool(listener.get("pregreet", False)) and tls_of(listener) != "implicit",
             )
             for listener in listeners
             for port in ports_of(listener)
         ]
+
+    def auth_rate_scope(self, endpoint):
+        """The endpoints whose AUTH commands count together with this one's: one
+        SMTP server serves them (all the ports of a pregreet listener, behind
+        postscreen; otherwise the port alone)."""
+        if not endpoint.pregreet:
+            return [endpoint]
+        return [e for e in self.endpoints if e.listener == endpoint.listener]
 
     def first_endpoint_of_each_listener(self):
         seen = {}
@@ -98,6 +108,16 @@ class Deployment:
             if domain is None or account.address.endswith("@" + domain):
                 return account
         raise pytest.UsageError(f"submission_verify_accounts has no account at {domain}")
+
+
+def pytest_collection_modifyitems(items):
+    """One group per host under pytest-xdist (--dist loadgroup): the hosts are
+    verified side by side, each host's tests one after another in file order,
+    so that no test meets another's traffic, restart or rate limit on its host."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "_testinfra_host" in callspec.params:
+            item.add_marker(pytest.mark.xdist_group(callspec.params["_testinfra_host"].backend.get_pytest_id()))
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,11 @@ which were refused, and the latencies.
 """
 
 import base64
+import ipaddress
 import json
 import multiprocessing
 import pathlib
+import random
 import smtplib
 import ssl
 import sys
@@ -47,6 +49,9 @@ class Plan:
         self.body_bytes = int(raw.get("body_bytes", 2000))
         self.timeout = float(raw.get("timeout", 30))
         self.processes = int(raw.get("processes", 1))
+        # Every session from a loopback address no earlier session used, as a
+        # client never seen before (the target must listen on loopback).
+        self.fresh_sources = bool(raw.get("fresh_sources", False))
 
 
 class Tally:
@@ -128,8 +133,12 @@ def _transaction(client, plan, tally, sender, token):
 
 def _session(plan, tally, index, context, tls_session):
     account = plan.accounts[index % len(plan.accounts)]
+    source = None
+    if plan.fresh_sources:
+        # 127.128.0.0/9: 8 million addresses, drawn at random by every process.
+        source = (str(ipaddress.IPv4Address(0x7F800000 + random.randrange(1, 0x7FFFFE))), 0)  # noqa: S311
     started = time.perf_counter()
-    client = smtplib.SMTP(timeout=plan.timeout)
+    client = smtplib.SMTP(timeout=plan.timeout, source_address=source)
     stage = "connect"
     try:
         client.connect(plan.host, plan.port)

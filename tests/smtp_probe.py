@@ -14,6 +14,7 @@ import smtplib
 import socket
 import ssl
 import sys
+import time
 
 
 def _reply(pair):
@@ -142,7 +143,10 @@ def run_session(case):
     client._host = case["host"]
     try:
         try:
+            started = time.monotonic()
             result["banner"] = _reply(client.connect(case["host"], case["port"]))
+            # Connect to the whole 220 reply: what a mail client waits for.
+            result["banner_seconds"] = round(time.monotonic() - started, 3)
         except (ssl.SSLError, ssl.CertificateError) as exc:
             result["tls_error"] = f"{type(exc).__name__}: {exc}"
             raise Refused from exc

@@ -14,6 +14,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+pytestmark = [pytest.mark.acme, pytest.mark.live]
+
 # Signature algorithms that only a certificate of that key type can answer.
 SIGALGS = {
     "ecdsa": "ECDSA+SHA256:ECDSA+SHA384",

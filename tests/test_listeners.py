@@ -4,6 +4,7 @@ import pytest
 from conftest import session
 
 
+@pytest.mark.live
 def test_every_endpoint_listens_on_its_address(host, deployment):
     missing = [
         f"{e.address}:{e.port} ({e.label})"
@@ -13,6 +14,8 @@ def test_every_endpoint_listens_on_its_address(host, deployment):
     assert not missing, "not listening: " + ", ".join(missing)
 
 
+@pytest.mark.live
+@pytest.mark.acme
 def test_starttls_presents_a_certificate_that_verifies_for_the_name(probe, deployment):
     results = probe.run([session(e) for e in deployment.endpoints])
     for endpoint, result in zip(deployment.endpoints, results, strict=True):
@@ -22,6 +25,24 @@ def test_starttls_presents_a_certificate_that_verifies_for_the_name(probe, deplo
         assert result["tls"]["version"] in ("TLSv1.2", "TLSv1.3"), f"{endpoint.label}: {result['tls']}"
 
 
+@pytest.mark.live
+@pytest.mark.greeting
+def test_a_never_seen_client_is_greeted_at_once(host, probe, deployment):
+    """Mail clients change address all day: a new one must not wait for its greeting.
+    Where a listener has pregreet: true, a new address does wait (the control)."""
+    cases = [session(e, starttls=False, source=probe.unseen_source(e)) for e in deployment.endpoints]
+    greet_wait = float(host.ansible.get_variables().get("submission_mta_greet_wait", 3))
+    for endpoint, case, result in zip(deployment.endpoints, cases, probe.run(cases), strict=True):
+        assert result.get("banner", [None])[0] == 220, f"{endpoint.label}: {result}"
+        seconds = result["banner_seconds"]
+        if not endpoint.pregreet:
+            assert seconds < 1.0, f"{endpoint.label}: a new client waited {seconds} s for the greeting"
+        elif case.get("source"):
+            # Only from an address postscreen cannot have seen before.
+            assert seconds >= greet_wait * 0.9, f"{endpoint.label}: pregreet on, greeted after {seconds} s"
+
+
+@pytest.mark.live
 def test_greeting_names_the_service(probe, deployment):
     results = probe.run([session(e, starttls=False) for e in deployment.endpoints])
     for endpoint, result in zip(deployment.endpoints, results, strict=True):
@@ -29,12 +50,14 @@ def test_greeting_names_the_service(probe, deployment):
         assert result["banner"][1].startswith(endpoint.hostname + " "), f"{endpoint.label}: {result['banner']}"
 
 
+@pytest.mark.live
 def test_protocols_older_than_tls_1_2_are_refused(probe, deployment):
     results = probe.run([session(e, tls_max="TLSv1_1") for e in deployment.endpoints])
     for endpoint, result in zip(deployment.endpoints, results, strict=True):
         assert "tls_error" in result, f"{endpoint.label} accepted TLS <= 1.1: {result.get('tls')}"
 
 
+@pytest.mark.live
 def test_auth_is_advertised_only_after_starttls(probe, deployment):
     results = probe.run([session(e) for e in deployment.endpoints])
     for endpoint, result in zip(deployment.endpoints, results, strict=True):
@@ -43,6 +66,7 @@ def test_auth_is_advertised_only_after_starttls(probe, deployment):
         assert "auth" in result["features_tls"], f"{endpoint.label} offers no AUTH after STARTTLS"
 
 
+@pytest.mark.live
 def test_tls_only_service_refuses_mail_before_starttls(probe, deployment):
     required = [e for e in deployment.endpoints if e.tls == "required"]
     assert required, "no listener with tls: required in the inventory"
@@ -55,6 +79,7 @@ def test_tls_only_service_refuses_mail_before_starttls(probe, deployment):
         assert "STARTTLS" in result["mail"][1], f"{endpoint.label}: {result['mail']}"
 
 
+@pytest.mark.live
 def test_tls_1_2_offers_only_forward_secret_aead_suites(probe, deployment):
     weak = "AES128-SHA:AES256-GCM-SHA384:ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:DHE-RSA-AES128-SHA"
     strong = "ECDHE+AESGCM:ECDHE+CHACHA20"
@@ -72,6 +97,7 @@ def test_tls_1_2_offers_only_forward_secret_aead_suites(probe, deployment):
         assert "GCM" in result["tls"]["cipher"] or "CHACHA20" in result["tls"]["cipher"], result["tls"]
 
 
+@pytest.mark.acme
 def test_implicit_tls_ports_verify_and_take_authenticated_mail(probe, deployment):
     if not deployment.implicit_endpoints:
         pytest.skip("the inventory enables no implicit TLS port (implicit_tls_ports)")
@@ -98,6 +124,8 @@ def test_implicit_tls_ports_verify_and_take_authenticated_mail(probe, deployment
         assert result["data"][0] == 250, f"{endpoint.label}: {result}"
 
 
+@pytest.mark.live
+@pytest.mark.acme
 def test_implicit_tls_ports_say_nothing_in_clear(probe, deployment):
     if not deployment.implicit_endpoints:
         pytest.skip("the inventory enables no implicit TLS port (implicit_tls_ports)")

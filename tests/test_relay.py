@@ -4,6 +4,7 @@ import email
 import re
 import uuid
 
+import pytest
 from conftest import session
 
 QUEUED = re.compile(r"queued as ([0-9A-Za-z]+)")
@@ -16,6 +17,7 @@ def message(sender, recipient, token):
     )
 
 
+@pytest.mark.live
 def test_unauthenticated_relay_is_refused_on_every_endpoint(probe, deployment):
     sender = deployment.accounts[0].address
     cases, labels = [], []
@@ -70,6 +72,7 @@ def test_authenticated_message_reaches_the_sink_with_its_envelope_sender(host, p
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.live
 def test_postfix_logs_the_canonical_login_as_sasl_username(host, probe, deployment):
     endpoint = deployment.endpoints[0]
     failures = []

@@ -2,6 +2,8 @@
 
 import pytest
 
+pytestmark = [pytest.mark.live]
+
 
 def test_postfix_runs_and_starts_at_boot(host):
     postfix = host.service("postfix")

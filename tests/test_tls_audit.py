@@ -18,6 +18,8 @@ import shlex
 
 import pytest
 
+pytestmark = [pytest.mark.tls_audit, pytest.mark.live]
+
 FAILING = {"MEDIUM", "HIGH", "CRITICAL", "WARN"}
 # Warnings about the scanner's own OpenSSL, not about the server: Debian's has
 # no GOST engine, and GOST suites are nothing Postfix offers.
