@@ -22,7 +22,7 @@ if docker image inspect "$tag" >/dev/null 2>&1; then
     echo "image $tag is up to date"
 else
     root=$(mktemp -d /var/tmp/rootfs-"$suite".XXXXXX)
-    trap 'umount "$root/proc" 2>/dev/null; rm -rf "$root"' EXIT
+    trap 'umount "$root/proc" 2>/dev/null || true; rm -rf "$root"' EXIT
     echo "debootstrap $suite into $root"
     debootstrap --variant=minbase --include="$packages" "$suite" "$root" "$mirror" >"$root.log" 2>&1 \
         || { tail -n 30 "$root.log"; exit 1; }

@@ -17,6 +17,7 @@ import random
 from dataclasses import dataclass
 
 import pytest
+import testinfra
 
 PROBE_SOURCE = (pathlib.Path(__file__).parent / "smtp_probe.py").read_text()
 PROBE_B64 = base64.b64encode(PROBE_SOURCE.encode()).decode()
@@ -110,14 +111,35 @@ class Deployment:
         raise pytest.UsageError(f"submission_verify_accounts has no account at {domain}")
 
 
-def pytest_collection_modifyitems(items):
-    """One group per host under pytest-xdist (--dist loadgroup): the hosts are
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """With pytest-xdist's --dist loadscope, the scope is the host: the hosts are
     verified side by side, each host's tests one after another in file order,
     so that no test meets another's traffic, restart or rate limit on its host."""
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        if callspec is not None and "_testinfra_host" in callspec.params:
-            item.add_marker(pytest.mark.xdist_group(callspec.params["_testinfra_host"].backend.get_pytest_id()))
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling  # noqa: PLC0415 (only with xdist)
+
+    hosts = config.option.hosts.split(",") if config.option.hosts else [None]
+    host_ids = [
+        h.backend.get_pytest_id()
+        for h in testinfra.get_hosts(
+            hosts,
+            connection=config.option.connection,
+            ansible_inventory=config.option.ansible_inventory,
+            force_ansible=config.option.force_ansible,
+        )
+    ]
+    # Longest first: a host named like another plus a suffix is matched whole.
+    host_ids.sort(key=len, reverse=True)
+
+    class OneWorkerPerHost(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            # testinfra's host id is the first parameter: test[ansible://host] or test[ansible://host-param].
+            params = nodeid[nodeid.find("[") + 1 : -1] if nodeid.endswith("]") else ""
+            return next((h for h in host_ids if params == h or params.startswith(h + "-")), nodeid)
+
+    return OneWorkerPerHost(config, log)
 
 
 @pytest.fixture(scope="module")

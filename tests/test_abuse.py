@@ -100,20 +100,18 @@ def test_an_oversized_message_gets_552(host, probe, deployment):
     assert (sent.get("data") or [0])[0] == 552, f"{limit + 1000} bytes of DATA: {sent.get('data') or sent}"
 
 
-# postscreen's refusal where the listener has pregreet: true; the SMTP server's
-# own (smtpd_forbid_unauth_pipelining) everywhere else.
-EARLY_TALKER_REFUSAL = {True: "521 ", False: "554 5.5.0"}
-
-
 @pytest.mark.greeting
 def test_a_client_that_talks_before_the_greeting_is_refused(probe, deployment):
-    cases = [session(e, pregreet=True, source=probe.unseen_source(e)) for e in deployment.endpoints]
+    """postscreen's greeting test, on the listeners that ask for it (pregreet: true)."""
+    endpoints = [e for e in deployment.endpoints if e.pregreet]
+    if not endpoints:
+        pytest.skip("no listener has pregreet: true (the acme scenario has one)")
+    cases = [session(e, pregreet=True, source=probe.unseen_source(e)) for e in endpoints]
     failures = []
-    for endpoint, case, result in zip(deployment.endpoints, cases, probe.run(cases), strict=True):
+    for endpoint, case, result in zip(endpoints, cases, probe.run(cases), strict=True):
         lines = result["received"].splitlines()
-        expected = EARLY_TALKER_REFUSAL[endpoint.pregreet]
-        if not any(line.startswith(expected) for line in lines):
-            failures.append(f"{endpoint.label} from {case.get('source') or 'the host'}, no {expected!r}: {lines}")
+        if not any(line.startswith("521 ") for line in lines):
+            failures.append(f"{endpoint.label} from {case.get('source') or 'the host'}: {lines}")
         if any(line.startswith("250") for line in lines):
             failures.append(f"{endpoint.label} answered the early EHLO: {lines}")
     assert not failures, "\n".join(failures)
