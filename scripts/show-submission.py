@@ -11,6 +11,9 @@ import uuid
 import yaml
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "collections"))
+from ansible_collections.mailops.submission.plugins.module_utils.listeners import listener_hostname  # noqa: E402
+
 VARS = REPO / "inventory/local/group_vars/submission"
 PROBE = base64.b64encode((REPO / "tests/smtp_probe.py").read_bytes()).decode()
 
@@ -28,7 +31,7 @@ def main():
     account = config["submission_verify_accounts"][0]
     cases = []
     for listener in config["submission_mta_listeners"]:
-        hostname = listener.get("hostname", f"{listener['name']}.{config['submission_domain']}")
+        hostname = listener_hostname(listener, config["submission_domain"])
         for port in listener["ports"]:
             token = uuid.uuid4().hex
             data = f"From: <{account['address']}>\r\nSubject: deploy check {token}\r\n\r\nIt works.\r\n"

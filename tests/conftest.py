@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 import testinfra
+from ansible_collections.mailops.submission.plugins.module_utils.listeners import listener_hostname
 
 PROBE_SOURCE = (pathlib.Path(__file__).parent / "smtp_probe.py").read_text()
 PROBE_B64 = base64.b64encode(PROBE_SOURCE.encode()).decode()
@@ -80,7 +81,7 @@ class Deployment:
         return [
             Endpoint(
                 listener=listener["name"],
-                hostname=listener.get("hostname", f"{listener['name']}.{self.domain}"),
+                hostname=listener_hostname(listener, self.domain),
                 address=listener["address"],
                 port=int(port),
                 tls=tls_of(listener),

@@ -1,0 +1,58 @@
+# Copyright: smtp-submission developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters that shape the roles' data with the collection's own rules."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: submission
+short_description: Data shaping for the submission roles
+description:
+  - C(listener_hostname), C(listener_hostnames), C(listener_hostname_map) and C(chain_files) derive host names and
+    certificate chain paths from C(submission_mta_listeners).
+  - C(allowlist_account_entries) and C(allowlist_validated_entries) turn accounts into entries for
+    M(mailops.submission.sender_allowlist).
+  - C(account_problems) lists what is wrong with each account, named by address only, never by its secrets.
+author: smtp-submission developers
+"""
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.mailops.submission.plugins.module_utils.account_rules import (
+    account_problems,
+    allowlist_account_entries,
+    allowlist_validated_entries,
+)
+from ansible_collections.mailops.submission.plugins.module_utils.listeners import (
+    chain_files,
+    listener_hostname,
+    listener_hostname_map,
+    listener_hostnames,
+)
+
+
+def _checked(function):
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise AnsibleFilterError(f"{function.__name__}: {type(exc).__name__}: {exc}") from exc
+
+    wrapper.__name__ = function.__name__
+    wrapper.__doc__ = function.__doc__
+    return wrapper
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            function.__name__: _checked(function)
+            for function in (
+                listener_hostname,
+                listener_hostnames,
+                listener_hostname_map,
+                chain_files,
+                allowlist_account_entries,
+                allowlist_validated_entries,
+                account_problems,
+            )
+        }

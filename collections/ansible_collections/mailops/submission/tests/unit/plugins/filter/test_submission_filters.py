@@ -1,0 +1,125 @@
+"""The filters the roles shape their data with, on the data the roles give them."""
+
+import pytest
+from ansible.errors import AnsibleFilterError
+from ansible_collections.mailops.submission.plugins.filter import submission as filter_plugin
+from ansible_collections.mailops.submission.plugins.test import submission as test_plugin
+
+FILTERS = filter_plugin.FilterModule().filters()
+TESTS = test_plugin.TestModule().tests()
+
+LISTENERS = [
+    {"name": "smtp", "address": "127.0.0.1", "ports": [25]},
+    {"name": "secure", "address": "127.0.0.2", "ports": [25]},
+    {"name": "submit", "hostname": "smtp.example.org", "address": "127.0.0.3", "ports": [587]},
+    {"name": "smtp2", "hostname": "smtp.example.org", "address": "127.0.0.4", "ports": [587]},
+]
+
+
+def test_a_listener_is_named_after_its_name_and_the_domain_unless_it_has_a_hostname():
+    assert FILTERS["listener_hostname"](LISTENERS[0], "runbox.com") == "smtp.runbox.com"
+    assert FILTERS["listener_hostname"](LISTENERS[2], "runbox.com") == "smtp.example.org"
+
+
+def test_host_names_come_once_each_in_listener_order():
+    assert FILTERS["listener_hostnames"](LISTENERS, "runbox.com") == [
+        "smtp.runbox.com",
+        "secure.runbox.com",
+        "smtp.example.org",
+    ]
+
+
+def test_the_map_gives_each_listener_its_host_name():
+    assert FILTERS["listener_hostname_map"](LISTENERS, "runbox.com") == {
+        "smtp": "smtp.runbox.com",
+        "secure": "secure.runbox.com",
+        "submit": "smtp.example.org",
+        "smtp2": "smtp.example.org",
+    }
+
+
+def test_each_name_has_a_chain_file_per_key_type():
+    assert FILTERS["chain_files"](["a.example", "b.example"], "/etc/chains/", ["ecdsa", "rsa"]) == {
+        "a.example": ["/etc/chains/a.example.ecdsa.pem", "/etc/chains/a.example.rsa.pem"],
+        "b.example": ["/etc/chains/b.example.ecdsa.pem", "/etc/chains/b.example.rsa.pem"],
+    }
+
+
+def test_a_listener_without_a_name_is_a_filter_error_not_a_traceback():
+    with pytest.raises(AnsibleFilterError, match="listener_hostname: KeyError"):
+        FILTERS["listener_hostname"]({"address": "127.0.0.1"}, "runbox.com")
+
+
+ACCOUNTS = [
+    {"address": "Alice@runbox.com", "password_hash": "$6$s$h", "aliases": ["a.smith@runbox.com"]},
+    {
+        "address": "bob@hosted.example",
+        "password_hash": "{SHA512-CRYPT}$6$s$h",
+        "domains": ["hosted.example"],
+        "external_senders": ["bob.home@gmail.example"],
+    },
+]
+
+
+def test_account_entries_give_address_aliases_and_domains_to_the_lower_case_login():
+    assert FILTERS["allowlist_account_entries"](ACCOUNTS) == [
+        {"sender": "Alice@runbox.com", "login": "alice@runbox.com"},
+        {"sender": "a.smith@runbox.com", "login": "alice@runbox.com"},
+        {"sender": "bob@hosted.example", "login": "bob@hosted.example"},
+        {"sender": "@hosted.example", "login": "bob@hosted.example"},
+    ]
+
+
+def test_validated_entries_are_the_external_senders():
+    assert FILTERS["allowlist_validated_entries"](ACCOUNTS) == [
+        {"sender": "bob.home@gmail.example", "login": "bob@hosted.example"}
+    ]
+
+
+def test_good_accounts_have_no_problems():
+    assert FILTERS["account_problems"](ACCOUNTS) == []
+
+
+@pytest.mark.parametrize(
+    ("account", "problem"),
+    [
+        ({"address": "a..b@runbox.com", "password_hash": "$6$s$h"}, "a..b@runbox.com: the address is not a login"),
+        ({"address": "carol", "password_hash": "$6$s$h"}, "carol: the address is not a login"),
+        ({"password_hash": "$6$s$h"}, "account #1: the address is not a login"),
+        ({"address": "carol@runbox.com"}, "carol@runbox.com: password_hash must be a crypt hash"),
+        ({"address": "carol@runbox.com", "password_hash": "{PLAIN}secret"}, "carol@runbox.com: password_hash"),
+        (
+            {"address": "carol@runbox.com", "password_hash": "$6$s$h", "password": "Sekr1t-pw"},
+            "carol@runbox.com: a clear-text password",
+        ),
+    ],
+)
+def test_each_problem_names_the_account_and_never_its_secret(account, problem):
+    problems = FILTERS["account_problems"]([account])
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(problem), problems
+    assert "Sekr1t-pw" not in problems[0]
+    assert "secret" not in problems[0]
+
+
+def test_an_address_listed_twice_in_any_case_is_a_problem():
+    accounts = [{"address": "dup@runbox.com", "password_hash": "$6$s$h"}] * 2
+    accounts += [{"address": "DUP@runbox.com", "password_hash": "$6$s$h"}]
+    assert FILTERS["account_problems"](accounts) == ["dup@runbox.com: listed 3 times"]
+
+
+@pytest.mark.parametrize(
+    ("value", "login", "sender"),
+    [
+        ("alice@runbox.com", True, True),
+        ("Alice@Runbox.COM", True, True),
+        ("@gmail.example", False, True),
+        ("a..b@runbox.com", False, False),
+        ("alice", False, False),
+        ("alice%runbox.com@runbox.com", False, False),
+        (42, False, False),
+    ],
+)
+def test_address_tests_follow_the_modules_rules(value, login, sender):
+    assert TESTS["login_address"](value) is login
+    assert TESTS["sender_address"](value) is sender
