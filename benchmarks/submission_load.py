@@ -37,6 +37,7 @@ import uuid
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 import smtp_load  # noqa: E402
+from load_accounts import load_accounts  # noqa: E402
 
 # The service's throughput at least the peer's (issue 10), by messages a session.
 PEER_TARGETS = {1: 1.0, 10: 1.0}
@@ -44,13 +45,9 @@ SETUPS = ("baseline", "peer", "submission")
 
 
 def accounts(count, domain, password):
-    """The generated accounts of molecule/benchmark (same rule as its group_vars)."""
-    out = []
-    for n in range(count):
-        if n % 2 == 0:
-            out.append({"login": f"load{n:03d}", "sender": f"load{n:03d}@{domain}"})
-        else:
-            out.append({"login": f"load{n:03d}%load{n:03d}.example", "sender": f"load{n:03d}@load{n:03d}.example"})
+    """The load's accounts: the inventory's (load_accounts.py), each with the
+    benchmark's password and another account's address as its foreign sender."""
+    out = [{"login": a["login"], "sender": a["address"]} for a in load_accounts(count, domain)]
     for n, account in enumerate(out):
         account["password"] = password
         account["foreign_sender"] = out[(n + 1) % count]["sender"]

@@ -12,6 +12,8 @@ description:
     certificate chain paths from C(submission_mta_listeners).
   - C(allowlist_account_entries) and C(allowlist_validated_entries) turn accounts into entries for
     M(mailops.submission.sender_allowlist).
+  - C(certificate_matches) picks, for every service name and key type, the first supplied certificate that covers
+    the name (wildcards for one label included).
   - C(account_problems) lists what is wrong with each account, named by address only, never by its secrets.
 author: smtp-submission developers
 """
@@ -22,6 +24,7 @@ from ansible_collections.mailops.submission.plugins.module_utils.account_rules i
     allowlist_account_entries,
     allowlist_validated_entries,
 )
+from ansible_collections.mailops.submission.plugins.module_utils.certificate_names import certificate_matches
 from ansible_collections.mailops.submission.plugins.module_utils.listeners import (
     chain_files,
     listener_hostname,
@@ -54,5 +57,6 @@ class FilterModule:
                 allowlist_account_entries,
                 allowlist_validated_entries,
                 account_problems,
+                certificate_matches,
             )
         }

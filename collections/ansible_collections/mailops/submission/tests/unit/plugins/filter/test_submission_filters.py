@@ -123,3 +123,25 @@ def test_an_address_listed_twice_in_any_case_is_a_problem():
 def test_address_tests_follow_the_modules_rules(value, login, sender):
     assert TESTS["login_address"](value) is login
     assert TESTS["sender_address"](value) is sender
+
+
+SUPPLIED = (
+    [["DNS:smtp.example.net"], ["DNS:*.example.net"], ["DNS:*.example.net", "DNS:other.example"], None],
+    ["RSA", "ECC", "RSA", "ECC"],
+)
+
+
+def test_each_name_and_key_type_gets_the_first_certificate_of_its_type_that_covers_it():
+    matches = FILTERS["certificate_matches"](["smtp.example.net", "secure.example.net"], ["ecdsa", "rsa"], *SUPPLIED)
+    assert matches == [
+        {"name": "smtp.example.net", "type": "ecdsa", "index": 1},
+        {"name": "smtp.example.net", "type": "rsa", "index": 0},
+        {"name": "secure.example.net", "type": "ecdsa", "index": 1},
+        {"name": "secure.example.net", "type": "rsa", "index": 2},
+    ]
+
+
+@pytest.mark.parametrize("name", ["a.b.example.net", "example.net", "smtp.example.org", "smtp"])
+def test_a_wildcard_covers_one_label_only(name):
+    matches = FILTERS["certificate_matches"]([name], ["ecdsa"], [["DNS:*.example.net"]], ["ECC"])
+    assert matches == [{"name": name, "type": "ecdsa", "index": None}]
