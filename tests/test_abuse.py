@@ -3,7 +3,7 @@
 import uuid
 
 import pytest
-from conftest import drain_queue, session
+from host_probe import drain_queue, session
 
 
 def relay_tricks(hostname, address):

@@ -5,7 +5,7 @@ is accepted too, case does not matter; every other form is refused with 535.
 """
 
 import pytest
-from conftest import session
+from host_probe import session
 
 
 def accepted_forms(account, domain):

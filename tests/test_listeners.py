@@ -1,7 +1,7 @@
 """Every service name answers on its address and ports with the TLS it promises."""
 
 import pytest
-from conftest import session
+from host_probe import session
 
 
 @pytest.mark.live

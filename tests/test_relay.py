@@ -5,7 +5,7 @@ import re
 import uuid
 
 import pytest
-from conftest import session
+from host_probe import session
 
 QUEUED = re.compile(r"queued as ([0-9A-Za-z]+)")
 

@@ -4,7 +4,7 @@ import base64
 import json
 import uuid
 
-from conftest import LOAD_B64, drain_queue
+from host_probe import LOAD_B64, drain_queue
 
 
 def test_a_restart_under_load_loses_and_doubles_nothing(host, deployment, sink):

@@ -8,7 +8,7 @@ Postfix reads the tables: the full address, then without its +tag, then
 """
 
 import pytest
-from conftest import session
+from host_probe import session
 
 
 def owners(accounts):
