@@ -29,7 +29,17 @@ local_parts = st.one_of(
 )
 labels = st.text(alphabet=LABEL_CHARS, min_size=1, max_size=12)
 domains = st.lists(labels, min_size=1, max_size=4).map(".".join)
-keys = st.builds(lambda local, domain: f"{local}@{domain}", local_parts, domains)
+wide_keys = st.builds(lambda local, domain: f"{local}@{domain}", local_parts, domains)
+# Keys of the accepted shape (dot-separated atoms, two or more labels, Unicode
+# labels included), so that most draws hold keys that reach postmap.
+atoms = st.text(alphabet="abcXYZ019+-_=$&'*/?^`{|}~", min_size=1, max_size=8)
+shaped_labels = st.from_regex(r"[a-z0-9ü](?:[a-z0-9ü-]{0,8}[a-z0-9ü])?", fullmatch=True)
+shaped_keys = st.builds(
+    lambda local, domain: f"{local}@{domain}",
+    st.one_of(st.just(""), st.lists(atoms, min_size=1, max_size=3).map(".".join)),
+    st.lists(shaped_labels, min_size=2, max_size=3).map(".".join),
+)
+keys = st.one_of(shaped_keys, wide_keys)
 
 
 def accepted(raw_keys):
