@@ -1,8 +1,12 @@
 """The daemons run, start at boot, and carry only the configuration the role wrote."""
 
+import re
+
 import pytest
 
 pytestmark = [pytest.mark.live]
+
+OVERRIDE = re.compile(r"^[^/\s]+/[^/\s]+/([a-z0-9_]+)\s*=\s*(.*)$")
 
 
 def test_postfix_runs_and_starts_at_boot(host):
@@ -49,13 +53,17 @@ def test_no_clear_password_in_users_file(host, deployment):
         assert account.password not in content, f"clear password of {account.login} in users file"
 
 
+def master_cf_settings(host, name):
+    """The values master.cf gives a parameter, one per service that sets it
+    (postconf -P prints service/type/name = value)."""
+    settings = (OVERRIDE.match(line) for line in host.run("postconf -P").stdout.splitlines())
+    return [m.group(2) for m in settings if m and m.group(1) == name]
+
+
 def chain_files(host):
-    """Every chain file Postfix reads: main.cf's, each listener's, and the SNI tables'."""
-    values = [host.run("postconf -xh smtpd_tls_chain_files").stdout]
-    overrides = host.run("postconf -P").stdout.splitlines()
-    values += [line.split("=", 1)[1] for line in overrides if "/smtpd_tls_chain_files=" in line]
-    tables = [host.run("postconf -xh tls_server_sni_maps").stdout]
-    tables += [line.split("=", 1)[1] for line in overrides if "/tls_server_sni_maps=" in line]
+    """Every chain file Postfix reads: main.cf's, each SMTP server's in master.cf, and the SNI tables'."""
+    values = [host.run("postconf -xh smtpd_tls_chain_files").stdout, *master_cf_settings(host, "smtpd_tls_chain_files")]
+    tables = [host.run("postconf -xh tls_server_sni_maps").stdout, *master_cf_settings(host, "tls_server_sni_maps")]
     for table in " ".join(tables).replace(",", " ").split():
         path = table.split(":", 1)[1]
         lines = host.file(path).content_string.splitlines()
