@@ -41,7 +41,6 @@ from load_accounts import load_accounts  # noqa: E402
 
 # The service's throughput at least the peer's (issue 10), by messages a session.
 PEER_TARGETS = {1: 1.0, 10: 1.0}
-SETUPS = ("baseline", "peer", "submission")
 
 
 def accounts(count, domain, password):
@@ -233,7 +232,7 @@ def first_contact(setups, args):
     return failed
 
 
-def print_summary(runs, args):
+def print_summary(runs, args, names):
     """Medians over the rounds, and the service's ratios to the peer and the baseline."""
     print()
     header = "| messages/session | setup | msg/s | sessions/s | txn p50 ms | txn p99 ms | setup p50 ms | setup p99 ms |"
@@ -241,7 +240,7 @@ def print_summary(runs, args):
     print("|" + "---|" * 10)
     summary = {}
     for messages in args.messages:
-        for name in SETUPS:
+        for name in names:
             mine = [r for r in runs if r["messages"] == messages and r["setup"] == name]
             row = {
                 "msg": median_of(mine, "messages_per_s"),
@@ -344,7 +343,7 @@ def main():
                     f"p99 {run['transaction_ms']['p99']} ms  cpu/1000 {run['cpu_per_1000']}",
                     flush=True,
                 )
-    print_summary(runs, args)
+    print_summary(runs, args, [setup.name for setup in setups])
     if args.first_contact:
         failed |= first_contact(setups, args)
     if args.json:

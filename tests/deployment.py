@@ -51,9 +51,10 @@ class Deployment:
             listeners, lambda lst: lst.get("implicit_tls_ports", []), lambda _lst: "implicit"
         )
         self.tls_names = sorted({e.hostname for e in self.endpoints + self.implicit_endpoints})
-        # Both default to the roles' defaults when the inventory does not set them.
+        # These default to the roles' defaults when the inventory does not set them.
         self.key_types = variables.get("submission_mta_tls_key_types", ["ecdsa", "rsa"])
         self.renew_days = int(variables.get("submission_tls_renew_days", 30))
+        self.greet_wait = float(variables.get("submission_mta_greet_wait", 3))
         self.accounts = [Account(**account) for account in variables["submission_verify_accounts"]]
         self.sink_maildir = variables.get("submission_verify_sink_maildir")
         self.recipient = variables.get("submission_verify_recipient", "postmaster@example.net")

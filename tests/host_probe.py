@@ -5,7 +5,8 @@ import base64
 import ipaddress
 import json
 import pathlib
-import random
+
+from smtp_load import unseen_loopback_address
 
 PROBE_SOURCE = (pathlib.Path(__file__).parent / "smtp_probe.py").read_text()
 PROBE_B64 = base64.b64encode(PROBE_SOURCE.encode()).decode()
@@ -41,7 +42,7 @@ class Probe:
         """
         if not ipaddress.ip_address(endpoint.address).is_loopback:
             return None
-        return str(ipaddress.IPv4Address(0x7F800000 + random.randrange(1, 0x7FFFFE)))  # noqa: S311 (an address, not a secret)
+        return unseen_loopback_address()
 
 
 def drain_queue(host, seconds=120):

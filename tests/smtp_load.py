@@ -54,6 +54,12 @@ class Plan:
         self.fresh_sources = bool(raw.get("fresh_sources", False))
 
 
+def unseen_loopback_address():
+    """A random address in 127.128.0.0/9 (8 million), as a client no earlier
+    session came from; random reseeds in every forked process."""
+    return str(ipaddress.IPv4Address(0x7F800000 + random.randrange(1, 0x7FFFFE)))  # noqa: S311 (an address, not a secret)
+
+
 class Tally:
     """What all clients saw, under one lock."""
 
@@ -133,10 +139,7 @@ def _transaction(client, plan, tally, sender, token):
 
 def _session(plan, tally, index, context, tls_session):
     account = plan.accounts[index % len(plan.accounts)]
-    source = None
-    if plan.fresh_sources:
-        # 127.128.0.0/9: 8 million addresses, drawn at random by every process.
-        source = (str(ipaddress.IPv4Address(0x7F800000 + random.randrange(1, 0x7FFFFE))), 0)  # noqa: S311
+    source = (unseen_loopback_address(), 0) if plan.fresh_sources else None
     started = time.perf_counter()
     client = smtplib.SMTP(timeout=plan.timeout, source_address=source)
     stage = "connect"
