@@ -26,8 +26,10 @@ FAILING = {"MEDIUM", "HIGH", "CRITICAL", "WARN"}
 SCANNER_NOTES = {"engine_problem"}
 OLD_PROTOCOLS = ("SSLv2", "SSLv3", "TLS1", "TLS1_1")
 # testssl runs a few thousand handshakes an endpoint; more at once than this
-# starve each other on a small host and turn into connect timeouts.
-CONCURRENCY = 3
+# starve each other on a small host and turn into connect timeouts. Molecule
+# audits two hosts side by side on two cores: three each (six in all) gave
+# "sessionresumption_ticket ... connect problem" warnings in one CI run of three.
+CONCURRENCY = 2
 
 
 def scan_command(endpoint, out_dir, rating_option):
