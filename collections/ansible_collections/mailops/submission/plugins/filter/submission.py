@@ -15,6 +15,8 @@ description:
   - C(certificate_matches) picks, for every service name and key type, the first supplied certificate that covers
     the name (wildcards for one label included).
   - C(account_problems) lists what is wrong with each account, named by address only, never by its secrets.
+  - C(listener_problems) lists what is wrong with the listeners (name, IP address, ports, an address and port bound
+    twice), each naming the listener and the value.
 author: smtp-submission developers
 """
 
@@ -30,6 +32,7 @@ from ansible_collections.mailops.submission.plugins.module_utils.listeners impor
     listener_hostname,
     listener_hostname_map,
     listener_hostnames,
+    listener_problems,
 )
 
 
@@ -53,6 +56,7 @@ class FilterModule:
                 listener_hostname,
                 listener_hostnames,
                 listener_hostname_map,
+                listener_problems,
                 chain_files,
                 allowlist_account_entries,
                 allowlist_validated_entries,

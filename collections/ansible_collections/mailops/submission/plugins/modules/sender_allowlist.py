@@ -169,26 +169,33 @@ rebuild:
   sample: in-place
 """
 
+import contextlib
+import dataclasses
 import fcntl
 import gc
 import hashlib
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.mailops.submission.plugins.module_utils.sender_table import (
+from ansible_collections.mailops.submission.plugins.module_utils.bulk_load import (
+    PARALLEL_MIN_BYTES,
     BulkParse,
+    EarlyBuild,
+)
+from ansible_collections.mailops.submission.plugins.module_utils.sender_table import (
     Summary,
     TableError,
     apply_changes,
     count_pairs,
+    normalize_entry,
+)
+from ansible_collections.mailops.submission.plugins.module_utils.table_source import (
     find_line,
     header,
     input_digest,
-    parse_entry,
     parse_table,
     parse_trusted_table,
     read_header,
@@ -196,8 +203,40 @@ from ansible_collections.mailops.submission.plugins.module_utils.sender_table im
 )
 
 MAP_SUFFIX = {"lmdb": ".lmdb", "hash": ".db", "cdb": ".cdb"}
-# Below this, a bulk file compiles faster than a second postmap process starts.
-EARLY_BUILD_MIN_BYTES = 1 << 20
+
+
+@dataclasses.dataclass
+class Plan:
+    """What a run does to the table: its counts afterwards and, when it changes, how.
+
+    changes is None when nothing is to be written; otherwise body is the new
+    source body (bytes), desired the new table, and rebuild how the map follows.
+    """
+
+    keys: int
+    pairs: int
+    changes: Summary | None = None
+    desired: dict | None = None
+    body: bytes | None = None
+    rebuild: str = "none"
+    # An EarlyBuild whose map a full rebuild takes instead of running postmap.
+    early: EarlyBuild | None = None
+
+    def report(self, with_diff, path):
+        """The module's return values for this plan."""
+        report = {"keys": self.keys, "pairs": self.pairs, "rebuild": self.rebuild}
+        if self.changes is None:
+            return dict(report, changed=False, added=0, removed=0)
+        report.update(changed=True, added=self.changes.added, removed=self.changes.removed)
+        if with_diff:
+            before, after = self.changes.diff()
+            report["diff"] = {
+                "before_header": f"{path} (pairs removed)",
+                "after_header": f"{path} (pairs added)",
+                "before": before,
+                "after": after,
+            }
+        return report
 
 
 class TableFiles:
@@ -210,10 +249,6 @@ class TableFiles:
         self.map = path + MAP_SUFFIX[map_type]
         self.directory = os.path.dirname(path) or "."
         self.postmap = [module.get_bin_path("postmap", required=True)]
-        # An EarlyBuild whose map a full rebuild takes instead of running postmap.
-        self.early = None
-        # The mtime the next written source gets, as its header records it.
-        self.stamp_ns = None
         if module.params["postfix_config_dir"]:
             self.postmap += ["-c", module.params["postfix_config_dir"]]
 
@@ -224,7 +259,7 @@ class TableFiles:
         except FileNotFoundError:
             return None
 
-    def read_header(self):
+    def header_fields(self):
         """The header fields, and whether the file is as this module wrote it.
 
         The module stamps the source with the mtime its header records; a file
@@ -252,55 +287,56 @@ class TableFiles:
         except FileNotFoundError:
             return False
 
+    def early_build(self, text):
+        return EarlyBuild(self.postmap, self.type, MAP_SUFFIX[self.type], self.path, text)
+
     def run_postmap(self, args, data=None):
         cmd = self.postmap + args
         rc, out, err = self.module.run_command(cmd, data=data, binary_data=data is not None)
         if rc != 0:
             raise OSError(f"{' '.join(cmd)} failed (rc={rc}): {err.strip() or out.strip()}")
 
-    def replace(self, data, table, write_keys, delete_keys, incremental):
-        """Put a new source and map in place by renaming complete files over the old ones."""
+    def replace(self, data, plan, stamp):
+        """Put a new source and map in place by renaming complete files over the old ones.
+
+        The source gets the mtime stamp, which its header (in data) records.
+        """
         fd, tmp_source = tempfile.mkstemp(prefix=f".{os.path.basename(self.path)}.", dir=self.directory)
         tmp_map = tmp_source + MAP_SUFFIX[self.type]
+        write_keys, delete_keys = plan.changes.keys_to_write, plan.changes.keys_to_delete
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
-            if incremental and len(write_keys) + len(delete_keys) == 1:
+            if plan.rebuild == "in-place":
                 # One key: a single postmap update of the live map is one transaction
                 # under Postfix's own exclusive lock, so readers see the old map or the
                 # new one, and a failed update changes nothing.
-                self.update_map(self.path, table, write_keys, delete_keys)
+                self.update_map(self.path, plan.desired, write_keys, delete_keys)
                 try:
                     self.module.atomic_move(tmp_source, self.path)
                 except BaseException:
                     # Mark the map older than its source: the next run rebuilds it.
                     os.utime(self.map, (0, 0))
                     raise
-                self.stamp()
-                return
-            if incremental:
-                shutil.copyfile(self.map, tmp_map)
-                self.update_map(tmp_source, table, write_keys, delete_keys)
-            elif self.early is not None:
-                os.replace(self.early.result(), tmp_map)
             else:
-                self.run_postmap([f"{self.type}:{tmp_source}"])
-            # Source first: should the map's rename fail, the map is older than its
-            # source, and the next run rebuilds it in full.
-            self.module.atomic_move(tmp_source, self.path)
-            self.module.atomic_move(tmp_map, self.map)
-            self.stamp()
+                if plan.rebuild == "incremental":
+                    shutil.copyfile(self.map, tmp_map)
+                    self.update_map(tmp_source, plan.desired, write_keys, delete_keys)
+                elif plan.early is not None:
+                    os.replace(plan.early.result(), tmp_map)
+                else:
+                    self.run_postmap([f"{self.type}:{tmp_source}"])
+                # Source first: should the map's rename fail, the map is older than its
+                # source, and the next run rebuilds it in full.
+                self.module.atomic_move(tmp_source, self.path)
+                self.module.atomic_move(tmp_map, self.map)
+            os.utime(self.path, ns=(stamp, stamp))
+            if os.stat(self.map).st_mtime_ns < stamp:
+                os.utime(self.map, ns=(stamp, stamp))
         finally:
             for leftover in (tmp_source, tmp_map):
                 if os.path.exists(leftover):
                     os.unlink(leftover)
-
-    def stamp(self):
-        """Give the source the mtime its header records, and the map an mtime no older."""
-        stamp = self.stamp_ns
-        os.utime(self.path, ns=(stamp, stamp))
-        if os.stat(self.map).st_mtime_ns < stamp:
-            os.utime(self.map, ns=(stamp, stamp))
 
     def update_map(self, base, table, write_keys, delete_keys):
         """Apply changed keys to the map of base with postmap -d and postmap -i."""
@@ -311,43 +347,163 @@ class TableFiles:
             self.run_postmap(["-i", "-r", f"{self.type}:{base}"], lines)
 
 
-class EarlyBuild:
-    """postmap compiling a bulk file's text while the module renders the source file.
+def rebuild_mode(changes, map_current, map_type, limit):
+    """How the compiled map follows a change: in-place, incremental or full."""
+    write_keys, delete_keys = changes.keys_to_write, changes.keys_to_delete
+    if not map_current or map_type == "cdb" or write_keys is None:
+        return "full"
+    count = len(write_keys) + len(delete_keys)
+    if count > limit:
+        return "full"
+    return "in-place" if count == 1 else "incremental"
 
-    For an exclusive load of a bulk file alone, the map's content is the file's
-    content, so postmap can start on it before the sorted source is rendered: the
-    two use both cores. Its map is used only once the file's check has passed.
+
+def plan_update(module, files, entries, digest, cleanup):
+    """Read the table and compute what the run changes; writes nothing.
+
+    Raises TableError for bad input or an unreadable table. An EarlyBuild it
+    starts is registered with cleanup (an ExitStack), which removes its files.
     """
+    params = module.params
+    fields, stamped = files.header_fields()
+    counted = fields.get("keys", "").isdigit() and fields.get("pairs", "").isdigit()
+    map_current = files.map_is_current()
+    raw = None
+    if not (stamped and counted and map_current and fields.get("input") == digest):
+        # Unless the file is as it was written (its stamp and size) and this is
+        # the input that wrote it, the body is needed.
+        raw = files.read_source()
+    _, offset = read_header(raw or b"")
+    body = memoryview(raw or b"")[offset:]
+    # Source and map agree when the file is as written, or its digest still matches.
+    trusted = (
+        (stamped or (raw is not None and fields.get("body") == hashlib.sha256(body).hexdigest()))
+        and counted
+        and map_current
+    )
+    if trusted and fields.get("input") == digest:
+        # The same input, applied to the table it produced last time: nothing to do.
+        return Plan(int(fields["keys"]), int(fields["pairs"]))
+    if trusted and not params["exclusive"] and not params["src"]:
+        return plan_entries(files, params, entries, bytes(body), fields)
+    try:
+        text = str(body, "utf-8") if raw is not None else None
+    except UnicodeDecodeError as exc:
+        raise TableError(f"{files.path} is not UTF-8 text ({exc}); not touching it") from None
+    if text is None:
+        current = {}
+    elif trusted:
+        current = parse_trusted_table(text)
+    else:
+        current = parse_table(text, files.path)
+    return plan_table(module, files, entries, current, cleanup)
 
-    def __init__(self, files, text):
-        self.files = files
-        fd, self.source = tempfile.mkstemp(prefix=f".{os.path.basename(files.path)}.bulk.", dir=files.directory)
-        self.map = self.source + MAP_SUFFIX[files.type]
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(text)
-        self.proc = subprocess.Popen(
-            [*files.postmap, f"{files.type}:{self.source}"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
 
-    def result(self):
-        """The path of the built map; raises OSError if postmap failed."""
-        _, err = self.proc.communicate()
-        os.unlink(self.source)
-        if self.proc.returncode != 0:
-            self.cancel()
-            raise OSError(f"postmap {self.files.type}:{self.source} failed: {err.decode(errors='replace').strip()}")
-        return self.map
+def plan_entries(files, params, entries, body, fields):
+    """Change only the keys the entries name, in a table whose source and map agree."""
+    keys, pairs = int(fields["keys"]), int(fields["pairs"])
+    touched = sorted({sender for sender, _, _ in entries})
+    places = {key: find_line(body, key.encode()) for key in touched}
+    current = {}
+    for key, (start, end, exists) in places.items():
+        if exists:
+            current[key] = body[start + len(key) + 1 : end].decode().strip()
+    desired = apply_changes(current, entries, {}, exclusive=False)
+    changes = Summary(current, desired, key_limit=len(desired) + 1)
+    if not changes.added and not changes.removed:
+        return Plan(keys, pairs)
+    parts, pos = [], 0
+    for key in touched:  # sorted, so the edits come in file order
+        start, end, _ = places[key]
+        parts.append(body[pos:start])
+        if key in desired:
+            parts.append(f"{key}\t{desired[key]}\n".encode())
+        pos = end
+    parts.append(body[pos:])
+    keys += len(desired) - len(current)
+    pairs += changes.added - changes.removed
+    rebuild = rebuild_mode(changes, True, files.type, params["incremental_limit"])
+    return Plan(keys, pairs, changes, desired, b"".join(parts), rebuild)
 
-    def cancel(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        for leftover in (self.source, self.map):
-            if os.path.exists(leftover):
-                os.unlink(leftover)
+
+def plan_table(module, files, entries, current, cleanup):
+    """The whole new table, from the current one, the entries and the bulk file."""
+    params = module.params
+    exclusive = params["exclusive"]
+    bulk = early = None
+    if params["src"]:
+        try:
+            with open(params["src"], encoding="utf-8", errors="strict") as handle:
+                bulk = BulkParse(handle.read(), f"src {params['src']}")
+        except UnicodeDecodeError as exc:
+            raise TableError(f"src {params['src']} is not UTF-8 text ({exc})") from None
+        text = bulk.postmap_text
+        if exclusive and not entries and not module.check_mode and text and len(text) >= PARALLEL_MIN_BYTES:
+            early = files.early_build(text)
+            cleanup.callback(early.cancel)
+    # While the bulk file's check runs, plan with its provisional table (the
+    # rendering uses the other core); nothing is written before the check confirms it.
+    provisional = {} if bulk is None else bulk.table
+    plan = None
+    if provisional is not None:
+        plan = plan_from(files, params, current, apply_changes(current, entries, provisional, exclusive), early)
+    if bulk is not None and not bulk.confirmed():
+        if early is not None:
+            early.cancel()
+        desired = apply_changes(current, entries, bulk.parse_slowly(), exclusive)
+        plan = plan_from(files, params, current, desired, None)
+    return plan
+
+
+def plan_from(files, params, current, desired, early):
+    """The plan that turns the current table into desired."""
+    map_current = files.map_is_current()
+    limit = params["incremental_limit"] if map_current else -1
+    changes = Summary(current, desired, key_limit=limit)
+    keys, pairs = len(desired), count_pairs(desired)
+    if not changes.added and not changes.removed and map_current:
+        return Plan(keys, pairs)
+    rebuild = rebuild_mode(changes, map_current, files.type, params["incremental_limit"])
+    return Plan(keys, pairs, changes, desired, render_body(desired).encode(), rebuild, early)
+
+
+@contextlib.contextmanager
+def directory_lock(directory):
+    """One run at a time per directory: read, compute and replace as one step."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def check_params(params):
+    """Everything about the input that can be checked before the table is read."""
+    path = params["path"]
+    if not os.path.isabs(path) or os.path.isdir(path):
+        raise TableError(f"path {path!r} must be an absolute file path")
+    if not os.path.isdir(os.path.dirname(path)):
+        raise TableError(f"directory {os.path.dirname(path)!r} of path does not exist")
+    entries = [normalize_entry(i, e) for i, e in enumerate(params["entries"])]
+    src_digest = None
+    if params["src"]:
+        if not os.path.isfile(params["src"]):
+            raise TableError(f"src {params['src']!r} does not exist or is not a file")
+        # The src file's identity, as make and git tell a file unchanged: inode,
+        # size, mtime and ctime (which no tool can set back).
+        st = os.stat(params["src"])
+        src_digest = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+    return entries, input_digest(entries, src_digest, params["exclusive"], params["type"])
+
+
+def set_attributes(module, files, changed):
+    """Owner, group, mode and the like, on the source and the map; whether anything changed."""
+    for target in (files.path, files.map):
+        if os.path.exists(target) or not module.check_mode:
+            file_args = module.load_file_common_arguments(module.params, path=target)
+            changed = module.set_fs_attributes_if_different(file_args, changed)
+    return changed
 
 
 def main():
@@ -366,6 +522,7 @@ def main():
                     "login": {"type": "str"},
                     "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
                 },
+                "required_if": [("state", "present", ["login"])],
             },
             "src": {"type": "path"},
             "exclusive": {"type": "bool", "default": False},
@@ -376,205 +533,29 @@ def main():
         add_file_common_args=True,
         supports_check_mode=True,
     )
-    params = module.params
-    path = params["path"]
+    path = module.params["path"]
     result = {"changed": False, "path": path, "added": 0, "removed": 0, "rebuild": "none"}
-
-    if not os.path.isabs(path) or os.path.isdir(path):
-        module.fail_json(msg=f"path {path!r} must be an absolute file path", **result)
-    if not os.path.isdir(os.path.dirname(path)):
-        module.fail_json(msg=f"directory {os.path.dirname(path)!r} of path does not exist", **result)
-    files = TableFiles(module, path, params["type"])
-    result["map"] = files.map
-
-    # Every entry is checked before anything is read or written.
+    error = None
     try:
-        entries = [parse_entry(i, e) for i, e in enumerate(params["entries"])]
+        entries, digest = check_params(module.params)
+        files = TableFiles(module, path, module.params["type"])
+        result["map"] = files.map
+        with contextlib.ExitStack() as cleanup:
+            cleanup.enter_context(directory_lock(files.directory))
+            plan = plan_update(module, files, entries, digest, cleanup)
+            result.update(plan.report(module._diff, path))
+            if plan.changes is not None and not module.check_mode:
+                stamp = time.time_ns()
+                data = header(digest, plan.body, plan.keys, plan.pairs, stamp) + plan.body
+                try:
+                    files.replace(data, plan, stamp)
+                except OSError as exc:
+                    raise TableError(f"{path} left unchanged: {exc}") from None
+        result["changed"] = set_attributes(module, files, result["changed"])
     except TableError as exc:
-        module.fail_json(msg=f"invalid entry {exc}", **result)
-    src_digest = None
-    if params["src"]:
-        if not os.path.isfile(params["src"]):
-            module.fail_json(msg=f"src {params['src']!r} does not exist or is not a file", **result)
-        # The src file's identity, as make and git tell a file unchanged: inode,
-        # size, mtime and ctime (which no tool can set back).
-        st = os.stat(params["src"])
-        src_digest = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
-    digest = input_digest(entries, src_digest, params["exclusive"], params["type"])
-
-    lock_fd = os.open(files.directory, os.O_RDONLY)
-    try:
-        # One run at a time per directory: read, compute and replace as one step.
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)
-        Run(module, files, digest, result).run(entries)
-    finally:
-        os.close(lock_fd)
-
-
-class Run:
-    """One run of the module on one table: what it read, and what it reports."""
-
-    def __init__(self, module, files, digest, result):
-        self.module = module
-        self.files = files
-        self.digest = digest
-        self.result = result
-
-    def run(self, entries):
-        module, files, result = self.module, self.files, self.result
-        params = module.params
-        fields, stamped = files.read_header()
-        counted = fields.get("keys", "").isdigit() and fields.get("pairs", "").isdigit()
-        map_current = files.map_is_current()
-        raw = None
-        if not (stamped and counted and map_current and fields.get("input") == self.digest):
-            # Unless the file is as it was written (its stamp and size) and this is
-            # the input that wrote it, the body is needed.
-            raw = files.read_source()
-        _, offset = read_header(raw or b"")
-        body = memoryview(raw or b"")[offset:]
-        # Source and map agree when the file is as written, or its digest still matches.
-        trusted = (
-            (stamped or (raw is not None and fields.get("body") == hashlib.sha256(body).hexdigest()))
-            and counted
-            and map_current
-        )
-        if trusted:
-            result["keys"], result["pairs"] = int(fields["keys"]), int(fields["pairs"])
-            if fields.get("input") == self.digest:
-                # The same input, applied to the table it produced last time: nothing to do.
-                finish(module, files, result)
-        if trusted and not params["exclusive"] and not params["src"]:
-            self.apply_entries(entries, bytes(body))
-        try:
-            text = str(body, "utf-8") if raw is not None else None
-        except UnicodeDecodeError as exc:
-            module.fail_json(msg=f"{files.path} is not UTF-8 text ({exc}); not touching it", **result)
-        self.apply_all(entries, text, trusted)
-
-    def apply_entries(self, entries, body):
-        """Change only the keys the entries name, in a table whose source and map agree."""
-        touched = sorted({sender for sender, _, _ in entries})
-        places = {key: find_line(body, key.encode()) for key in touched}
-        current = {}
-        for key, (start, end, exists) in places.items():
-            if exists:
-                current[key] = body[start + len(key) + 1 : end].decode().strip()
-        desired = apply_changes(current, entries, {}, exclusive=False)
-        changes = Summary(current, desired, key_limit=len(desired) + 1)
-        if not changes.added and not changes.removed:
-            finish(self.module, self.files, self.result)
-        self.result["keys"] += len(desired) - len(current)
-        self.result["pairs"] += changes.added - changes.removed
-        parts, pos = [], 0
-        for key in touched:  # sorted, so the edits come in file order
-            start, end, _ = places[key]
-            parts.append(body[pos:start])
-            if key in desired:
-                parts.append(f"{key}\t{desired[key]}\n".encode())
-            pos = end
-        parts.append(body[pos:])
-        self.write(b"".join(parts), desired, changes, map_current=True)
-
-    def apply_all(self, entries, body, trusted):
-        """Parse everything: the bulk file, the current table, and compute the new table."""
-        module, files = self.module, self.files
-        params = module.params
-        bulk = early = None
-        try:
-            if params["src"]:
-                with open(params["src"], encoding="utf-8", errors="strict") as handle:
-                    bulk = BulkParse(handle.read(), f"src {params['src']}")
-                if (
-                    params["exclusive"]
-                    and not entries
-                    and not module.check_mode
-                    and bulk.postmap_text is not None
-                    and len(bulk.postmap_text) >= EARLY_BUILD_MIN_BYTES
-                ):
-                    early = EarlyBuild(files, bulk.postmap_text)
-            self.apply_all_with(entries, body, trusted, bulk, early)
-        finally:
-            if early is not None:
-                early.cancel()
-
-    def apply_all_with(self, entries, body, trusted, bulk, early):
-        module, files, result = self.module, self.files, self.result
-        params = module.params
-        try:
-            if body is None:
-                current = {}
-            elif trusted:
-                current = parse_trusted_table(body)
-            else:
-                current = parse_table(body, files.path)
-            # While the bulk file's check runs, compute with its provisional table;
-            # nothing is written before the check confirms it.
-            planned = self.plan(current, entries, bulk.table if bulk else {})
-            if bulk is not None and not bulk.confirmed():
-                if early is not None:
-                    early.cancel()
-                    early = None
-                planned = self.plan(current, entries, bulk.parse_slowly())
-        except TableError as exc:
-            module.fail_json(msg=str(exc), **result)
-        except UnicodeDecodeError as exc:
-            module.fail_json(msg=f"src {params['src']} is not UTF-8 text ({exc})", **result)
-        desired, changes, map_current, new_body = planned
-        result.update(pairs=count_pairs(desired), keys=len(desired))
-        if not changes.added and not changes.removed and map_current:
-            finish(module, files, result)
-        self.write(new_body, desired, changes, map_current, early)
-
-    def plan(self, current, entries, bulk):
-        """The new table, what changes, and its source body; or None for an unparsed bulk file."""
-        if bulk is None:
-            return None
-        desired = apply_changes(current, entries, bulk, self.module.params["exclusive"])
-        map_current = self.files.map_is_current()
-        limit = self.module.params["incremental_limit"] if map_current else -1
-        changes = Summary(current, desired, key_limit=limit)
-        new_body = render_body(desired).encode() if changes.added or changes.removed or not map_current else b""
-        return desired, changes, map_current, new_body
-
-    def write(self, new_body, desired, changes, map_current, early=None):
-        module, files, result = self.module, self.files, self.result
-        result.update(changed=True, added=changes.added, removed=changes.removed)
-        if module._diff:
-            before, after = changes.diff()
-            result["diff"] = {
-                "before_header": f"{files.path} (pairs removed)",
-                "after_header": f"{files.path} (pairs added)",
-                "before": before,
-                "after": after,
-            }
-        write_keys, delete_keys = changes.keys_to_write, changes.keys_to_delete
-        incremental = (
-            map_current
-            and files.type != "cdb"
-            and write_keys is not None
-            and len(write_keys) + len(delete_keys) <= module.params["incremental_limit"]
-        )
-        result["rebuild"] = (
-            ("in-place" if len(write_keys) + len(delete_keys) == 1 else "incremental") if incremental else "full"
-        )
-        if module.check_mode:
-            module.exit_json(**result)
-        try:
-            files.stamp_ns = time.time_ns()
-            head = header(self.digest, new_body, result["keys"], result["pairs"], files.stamp_ns)
-            files.early = early
-            files.replace(head + new_body, desired, write_keys, delete_keys, incremental)
-        except OSError as exc:
-            module.fail_json(msg=f"{files.path} left unchanged: {exc}", **result)
-        finish(module, files, result)
-
-
-def finish(module, files, result):
-    for target in (files.path, files.map):
-        if os.path.exists(target) or not module.check_mode:
-            file_args = module.load_file_common_arguments(module.params, path=target)
-            result["changed"] = module.set_fs_attributes_if_different(file_args, result["changed"])
+        error = str(exc)
+    if error is not None:
+        module.fail_json(msg=error, **result)
     module.exit_json(**result)
 
 

@@ -145,3 +145,32 @@ def test_each_name_and_key_type_gets_the_first_certificate_of_its_type_that_cove
 def test_a_wildcard_covers_one_label_only(name):
     matches = FILTERS["certificate_matches"]([name], ["ecdsa"], [["DNS:*.example.net"]], ["ECC"])
     assert matches == [{"name": name, "type": "ecdsa", "index": None}]
+
+
+def test_good_listeners_have_no_problem():
+    assert FILTERS["listener_problems"](LISTENERS) == []
+    ipv6 = {"name": "v6", "address": "::1", "ports": ["587"], "implicit_tls_ports": [465]}
+    assert FILTERS["listener_problems"]([ipv6]) == []
+
+
+@pytest.mark.parametrize(
+    ("listener", "problem"),
+    [
+        ({"name": "Smtp", "address": "127.0.0.1", "ports": [25]}, "listener 'Smtp': the name must be"),
+        ({"address": "127.0.0.1", "ports": [25]}, "listener #1: the name must be"),
+        ({"name": "smtp", "address": "smtp.runbox.com", "ports": [25]}, "address 'smtp.runbox.com' is not an IP"),
+        ({"name": "smtp", "address": "127.0.0.1", "ports": []}, "listener 'smtp': no ports"),
+        ({"name": "smtp", "address": "127.0.0.1", "ports": [0]}, "port 0 is not in 1-65535"),
+        ({"name": "smtp", "address": "127.0.0.1", "ports": [25], "implicit_tls_ports": [70000]}, "port 70000"),
+        ({"name": "smtp", "address": "127.0.0.1", "ports": [True]}, "port True is not"),
+    ],
+)
+def test_a_bad_listener_is_named_with_its_bad_value(listener, problem):
+    problems = FILTERS["listener_problems"]([listener])
+    assert len(problems) == 1 and problem in problems[0], problems
+
+
+def test_an_address_and_port_bound_twice_is_named():
+    twice = [*LISTENERS[:2], {"name": "again", "address": "127.0.0.1", "ports": [587, 25]}]
+    assert FILTERS["listener_problems"](twice) == ["127.0.0.1:25 is bound by two listeners"]
+    assert FILTERS["listener_problems"]([]) == ["no listener: submission_mta_listeners must hold at least one"]

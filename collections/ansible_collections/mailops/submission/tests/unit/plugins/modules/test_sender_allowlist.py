@@ -3,13 +3,10 @@
 import os
 
 import pytest
-from conftest import needs_postmap
 
 ALICE = "alice@runbox.com"
 BOB = "bob@hosted.example"
 CAROL = "carol@runbox.com"
-
-pytestmark = needs_postmap
 
 
 def entries(*pairs, state="present"):
@@ -96,6 +93,23 @@ def test_a_bad_entry_fails_names_it_and_writes_nothing(table):
     assert table.path.read_bytes() == source_before
     assert table.query("b@runbox.com") == {"b@runbox.com": None}
     assert table.files() == ["senders", "senders.lmdb"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"sender": "b@runbox.com"}, "state is present but all of the following are missing: login"),
+        ({"sender": "b@runbox.com", "login": ALICE, "state": "gone"}, "state"),
+        ({"sender": "b@runbox.com", "login": ALICE, "logins": BOB}, "logins"),
+    ],
+)
+def test_an_entry_the_argument_spec_refuses_changes_nothing(table, entry, message):
+    table.run(entries=entries(("a@runbox.com", ALICE)))
+    before = (table.path.read_bytes(), (table.dir / "senders.lmdb").read_bytes())
+    result = table.run(entries=[entry])
+    assert result.get("failed") is True
+    assert message in result["msg"] and "entries" in result["msg"], result["msg"]
+    assert (table.path.read_bytes(), (table.dir / "senders.lmdb").read_bytes()) == before
 
 
 def test_a_bad_src_line_is_named_and_nothing_is_written(table, tmp_path):
