@@ -28,8 +28,13 @@ OLD_PROTOCOLS = ("SSLv2", "SSLv3", "TLS1", "TLS1_1")
 # testssl runs a few thousand handshakes an endpoint; more at once than this
 # starve each other on a small host and turn into connect timeouts. Molecule
 # audits two hosts side by side on two cores: three each (six in all) gave
-# "sessionresumption_ticket ... connect problem" warnings in one CI run of three.
+# "sessionresumption_ticket ... connect problem" warnings in one CI run of three,
+# two each still once on one endpoint of fourteen.
 CONCURRENCY = 2
+# A check that could not connect says nothing about the server; its endpoint is
+# scanned again, alone, once the others are done. A warning the second scan
+# repeats fails the test.
+CONNECT_PROBLEM = "connect problem"
 
 
 def scan_command(endpoint, out_dir, rating_option):
@@ -71,20 +76,37 @@ def audit(host, deployment):
     rating_option = ["--disable-rating"] if "--disable-rating" in host.run("testssl --help").stdout else []
     out_dir = host.check_output("mktemp -d /tmp/testssl.XXXXXX")
     try:
-        commands = [scan_command(e, out_dir, rating_option) for e in endpoints]
-        # xargs keeps CONCURRENCY scans running; testssl's own exit code counts
-        # findings, so the JSON files are what is judged.
-        script = "printf '%s\\0' " + " ".join(shlex.quote(c) for c in commands)
-        script += f" | xargs -0 -P {CONCURRENCY} -I CMD sh -c 'CMD >/dev/null 2>&1 || true'"
-        host.run(script)
-        reports = {}
-        for endpoint in endpoints:
-            path = f"{out_dir}/{endpoint.hostname}-{endpoint.port}.json"
-            assert host.file(path).exists, f"{endpoint.label}: testssl wrote no report"
-            reports[endpoint] = flatten(json.loads(host.file(path).content_string))
+        run_scans(host, [scan_command(e, out_dir, rating_option) for e in endpoints], CONCURRENCY)
+        reports = read_reports(host, endpoints, out_dir)
+        again = [e for e, findings in reports.items() if any(CONNECT_PROBLEM in f["finding"] for f in findings)]
+        if again:
+            run_scans(host, [scan_command(e, out_dir, rating_option) for e in again], 1)
+            reports.update(read_reports(host, again, out_dir))
         return reports
     finally:
         host.run("rm -rf %s", out_dir)
+
+
+def run_scans(host, commands, concurrency):
+    """Run the testssl commands, concurrency at a time.
+
+    xargs keeps them running; testssl's own exit code counts findings, so the
+    JSON files are what is judged.
+    """
+    script = "printf '%s\\0' " + " ".join(shlex.quote(c) for c in commands)
+    script += f" | xargs -0 -P {concurrency} -I CMD sh -c 'CMD >/dev/null 2>&1 || true'"
+    host.run(script)
+
+
+def read_reports(host, endpoints, out_dir):
+    reports = {}
+    for endpoint in endpoints:
+        path = f"{out_dir}/{endpoint.hostname}-{endpoint.port}.json"
+        assert host.file(path).exists, f"{endpoint.label}: testssl wrote no report"
+        reports[endpoint] = flatten(json.loads(host.file(path).content_string))
+        # testssl will not write over a report, and a rescan writes this one again.
+        host.run("rm -f %s", path)
+    return reports
 
 
 def test_no_finding_of_medium_severity_or_higher(audit, host):

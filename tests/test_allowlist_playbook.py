@@ -1,0 +1,61 @@
+"""playbooks/allowlist.yml applied a data file: the validated table holds its
+pairs, and the logins send (or are refused) accordingly.
+
+The data file is the one given to the playbook; its path is in
+SUBMISSION_VERIFY_ALLOWLIST_DATA (molecule's default scenario sets it to
+molecule/default/allowlist-changes.yml). Only submission_allowlist_validated is
+read: present pairs must be allowed, absent pairs refused with 553 5.7.1.
+"""
+
+import os
+import pathlib
+
+import pytest
+import yaml
+from host_probe import session
+
+pytestmark = pytest.mark.allowlist_data
+
+VALIDATED_TABLE = "/etc/postfix/submission/sender_logins_validated"
+
+
+@pytest.fixture(scope="module")
+def changes():
+    path = os.environ.get("SUBMISSION_VERIFY_ALLOWLIST_DATA")
+    if not path:
+        raise pytest.UsageError("SUBMISSION_VERIFY_ALLOWLIST_DATA must name the data file given to allowlist.yml")
+    pairs = yaml.safe_load(pathlib.Path(path).read_text())["submission_allowlist_validated"]
+    states = {pair.get("state", "present") for pair in pairs}
+    assert states == {"present", "absent"}, f"{path} must add a pair and withdraw one, to check both: {states}"
+    return pairs
+
+
+def test_the_validated_table_holds_the_data_files_pairs(host, changes):
+    for pair in changes:
+        found = host.run("postmap -q %s lmdb:%s", pair["sender"].lower(), VALIDATED_TABLE)
+        logins = found.stdout.strip().split(",") if found.rc == 0 else []
+        if pair.get("state", "present") == "present":
+            assert pair["login"] in logins, f"{pair['sender']}: {pair['login']} not in {logins}"
+        else:
+            assert pair["login"] not in logins, f"{pair['sender']}: {pair['login']} still in {logins}"
+
+
+def test_logins_send_as_the_data_file_says(probe, deployment, changes):
+    endpoint = deployment.endpoints[0]
+    by_address = {account.address: account for account in deployment.accounts}
+    cases = [
+        session(
+            endpoint,
+            login=by_address[pair["login"]].login,
+            password=by_address[pair["login"]].password,
+            mail_from=pair["sender"],
+            rcpt_to=[deployment.recipient],
+        )
+        for pair in changes
+    ]
+    for pair, result in zip(changes, probe.run(cases), strict=True):
+        rcpt = (result.get("rcpt") or [[0, str(result)]])[0]
+        if pair.get("state", "present") == "present":
+            assert rcpt[0] == 250, f"{pair['login']} as {pair['sender']}: {result}"
+        else:
+            assert rcpt[0] == 553 and "5.7.1" in rcpt[1], f"{pair['login']} as {pair['sender']}: {result}"
