@@ -3,7 +3,7 @@ pairs, and the logins send (or are refused) accordingly.
 
 The data file is the one given to the playbook; its path is in
 SUBMISSION_VERIFY_ALLOWLIST_DATA (molecule's default scenario sets it to
-molecule/default/allowlist-changes.yml). Only submission_allowlist_validated is
+molecule/default/vars/allowlist-changes.yml). Only submission_allowlist_validated is
 read: present pairs must be allowed, absent pairs refused with 553 5.7.1.
 """
 
