@@ -27,6 +27,15 @@ def test_postfix_check_is_clean(host):
     assert check.stdout + check.stderr == "", check.stdout + check.stderr
 
 
+def test_postmaster_has_an_alias_for_the_hosts_own_mail(host):
+    # Without the map, every smtpd logs "open database" as it starts and mail to
+    # postmaster@localhost waits in the queue.
+    alias_maps = host.check_output("postconf -h alias_maps")
+    lookup = host.run("postalias -q postmaster %s", alias_maps)
+    assert lookup.rc == 0 and lookup.stdout.strip(), f"{alias_maps}: {lookup.stdout}{lookup.stderr}"
+    assert lookup.stderr == "", lookup.stderr
+
+
 def test_dovecot_offers_no_imap_or_pop3(host):
     listening = host.run("ss -Hltnp")
     assert "dovecot" not in listening.stdout, listening.stdout
