@@ -13,8 +13,10 @@ command -v dockerd >/dev/null || need_packages+=(docker.io)
 command -v debootstrap >/dev/null || need_packages+=(debootstrap)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_packages+=(python3-venv)
 command -v git >/dev/null || need_packages+=(git)
-# The module's unit tests and the benchmark run Postfix's real postmap here.
-for pkg in postfix postfix-lmdb postfix-cdb; do
+# The module's unit tests and the benchmark run Postfix's real postmap here; the
+# validation service's tests read its SQLite store through postmap and check
+# logins against a real Dovecot auth service, which they start themselves.
+for pkg in postfix postfix-lmdb postfix-cdb postfix-sqlite dovecot-core; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need_packages+=("$pkg")
 done
 if [ ${#need_packages[@]} -gt 0 ]; then
@@ -22,7 +24,12 @@ if [ ${#need_packages[@]} -gt 0 ]; then
     apt-get update -q
     # Postfix is needed for postmap only: no configuration, so it starts no daemon.
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need_packages[@]}"
+    # Nor may a package start Dovecot here (policy-rc.d: no service starts).
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need_packages[@]}" ||
+        { rm -f /usr/sbin/policy-rc.d; exit 1; }
+    rm -f /usr/sbin/policy-rc.d
 fi
 
 if ! docker info >/dev/null 2>&1; then

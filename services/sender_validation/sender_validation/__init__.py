@@ -1,0 +1,1 @@
+"""The confirmation-link service for external sender addresses (issue 12)."""

@@ -1,0 +1,257 @@
+"""The store of validated senders and of pending confirmation requests.
+
+Postfix reads ``validated_senders`` directly (``proxy:sqlite:`` on one host,
+``proxy:pgsql:`` in a fleet), so a confirmation or a removal counts at the next
+MAIL FROM, with no rebuild and no reload. The schema is plain SQL that SQLite
+and PostgreSQL both hold unchanged: text, integers (Unix seconds), primary
+keys. Addresses are stored canonical (lower case, A-label domains, the rule of
+``sender_address``); a token only as its SHA-256.
+
+Migrations are numbered and applied in order, each in one transaction, and
+``schema_version`` records the last one applied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import secrets
+import sqlite3
+
+# (version, statements). Append; never edit one that has shipped.
+MIGRATIONS = [
+    (
+        1,
+        [
+            # Who may send as which external address, and who said so: 'user'
+            # (confirmed by link) or 'inventory' (seeded by Ansible).
+            """CREATE TABLE validated_senders (
+                sender TEXT NOT NULL,
+                login TEXT NOT NULL,
+                source TEXT NOT NULL CHECK (source IN ('user', 'inventory')),
+                validated_at BIGINT NOT NULL,
+                PRIMARY KEY (sender, login)
+            )""",
+            # One open request per (sender, login): a new one replaces it.
+            """CREATE TABLE validation_requests (
+                sender TEXT NOT NULL,
+                login TEXT NOT NULL,
+                token_sha256 TEXT NOT NULL UNIQUE,
+                client_address TEXT NOT NULL,
+                requested_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL,
+                PRIMARY KEY (sender, login)
+            )""",
+            # Every request made, mailed or not, for the abuse limits.
+            """CREATE TABLE request_log (
+                sender TEXT NOT NULL,
+                login TEXT NOT NULL,
+                requested_at BIGINT NOT NULL
+            )""",
+            "CREATE INDEX request_log_login ON request_log (login, requested_at)",
+            "CREATE INDEX request_log_sender ON request_log (sender, requested_at)",
+            # "This was not me": that login may not ask for that address until then.
+            """CREATE TABLE blocked_requests (
+                sender TEXT NOT NULL,
+                login TEXT NOT NULL,
+                blocked_until BIGINT NOT NULL,
+                PRIMARY KEY (sender, login)
+            )""",
+        ],
+    ),
+]
+
+TOKEN_BYTES = 32
+
+
+def token_digest(token):
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    sender: str
+    login: str
+    client_address: str
+    requested_at: int
+    expires_at: int
+
+
+class Store:
+    """The SQLite store. Each method is one transaction."""
+
+    def __init__(self, path, timeout=5.0):
+        self.path = path
+        self.db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+        # WAL: Postfix's proxymap reads while the service writes.
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+
+    def close(self):
+        self.db.close()
+
+    def transaction(self):
+        return _Transaction(self.db)
+
+    def schema_version(self):
+        exists = self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'")
+        if exists.fetchone() is None:
+            return 0
+        row = self.db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        return row[0] or 0
+
+    def migrate(self):
+        """Apply the migrations not yet applied; return the versions applied."""
+        applied = []
+        with self.transaction():
+            self.db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY)")
+        current = self.schema_version()
+        for version, statements in MIGRATIONS:
+            if version <= current:
+                continue
+            with self.transaction():
+                for statement in statements:
+                    self.db.execute(statement)
+                self.db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+            applied.append(version)
+        return applied
+
+    # Requests and confirmations
+
+    def request(self, sender, login, client_address, now, ttl):
+        """Open a request for login to send as sender; return its token (to mail).
+
+        A request already open for the same sender and login is replaced, so its
+        link stops working.
+        """
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        with self.transaction():
+            self.db.execute("DELETE FROM validation_requests WHERE sender = ? AND login = ?", (sender, login))
+            self.db.execute(
+                "INSERT INTO validation_requests"
+                " (sender, login, token_sha256, client_address, requested_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (sender, login, token_digest(token), client_address, now, now + ttl),
+            )
+        return token
+
+    def log_request(self, sender, login, now):
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO request_log (sender, login, requested_at) VALUES (?, ?, ?)", (sender, login, now)
+            )
+
+    def find_request(self, token):
+        """The open request of a token, or None (unknown, used or replaced)."""
+        row = self.db.execute(
+            "SELECT sender, login, client_address, requested_at, expires_at"
+            " FROM validation_requests WHERE token_sha256 = ?",
+            (token_digest(token),),
+        ).fetchone()
+        return Request(*row) if row else None
+
+    def confirm(self, token, login, now):
+        """Validate the request of token for login; the validated sender, or None.
+
+        None when the token is unknown, used, replaced, expired, or not login's.
+        """
+        with self.transaction():
+            request = self.find_request(token)
+            if request is None or request.login != login or request.expires_at <= now:
+                return None
+            self.db.execute(
+                "DELETE FROM validation_requests WHERE sender = ? AND login = ?", (request.sender, request.login)
+            )
+            self.db.execute(
+                "INSERT INTO validated_senders (sender, login, source, validated_at) VALUES (?, ?, 'user', ?)"
+                " ON CONFLICT (sender, login) DO NOTHING",
+                (request.sender, request.login, now),
+            )
+        return request.sender
+
+    def refuse(self, token, now, block_for):
+        """ "This was not me": cancel the request and block its login from asking
+        for that sender again for block_for seconds. The cancelled Request, or None."""
+        with self.transaction():
+            request = self.find_request(token)
+            if request is None:
+                return None
+            self.db.execute(
+                "DELETE FROM validation_requests WHERE sender = ? AND login = ?", (request.sender, request.login)
+            )
+            self.db.execute(
+                "INSERT INTO blocked_requests (sender, login, blocked_until) VALUES (?, ?, ?)"
+                " ON CONFLICT (sender, login) DO UPDATE SET blocked_until = excluded.blocked_until",
+                (request.sender, request.login, now + block_for),
+            )
+        return request
+
+    # What a login sees and changes
+
+    def senders(self, login, now):
+        """(validated senders, pending senders) of a login, each sorted."""
+        validated = [
+            r[0]
+            for r in self.db.execute("SELECT sender FROM validated_senders WHERE login = ? ORDER BY sender", (login,))
+        ]
+        pending = [
+            r[0]
+            for r in self.db.execute(
+                "SELECT sender FROM validation_requests WHERE login = ? AND expires_at > ? ORDER BY sender",
+                (login, now),
+            )
+        ]
+        return validated, pending
+
+    def remove(self, sender, login):
+        """Remove a validated sender or a pending request of a login; whether anything went."""
+        with self.transaction():
+            gone = self.db.execute(
+                "DELETE FROM validated_senders WHERE sender = ? AND login = ?", (sender, login)
+            ).rowcount
+            gone += self.db.execute(
+                "DELETE FROM validation_requests WHERE sender = ? AND login = ?", (sender, login)
+            ).rowcount
+        return gone > 0
+
+    # The abuse limits' inputs
+
+    def blocked(self, sender, login, now):
+        row = self.db.execute(
+            "SELECT 1 FROM blocked_requests WHERE sender = ? AND login = ? AND blocked_until > ?", (sender, login, now)
+        ).fetchone()
+        return row is not None
+
+    def requests_by_login(self, login, since):
+        return self.db.execute(
+            "SELECT COUNT(*) FROM request_log WHERE login = ? AND requested_at > ?", (login, since)
+        ).fetchone()[0]
+
+    def requests_for_sender(self, sender, since):
+        return self.db.execute(
+            "SELECT COUNT(*) FROM request_log WHERE sender = ? AND requested_at > ?", (sender, since)
+        ).fetchone()[0]
+
+    def pending_count(self, login, now):
+        return self.db.execute(
+            "SELECT COUNT(*) FROM validation_requests WHERE login = ? AND expires_at > ?", (login, now)
+        ).fetchone()[0]
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on an exception; nests as a no-op."""
+
+    def __init__(self, db):
+        self.db = db
+        self.outer = False
+
+    def __enter__(self):
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.outer = True
+        return self.db
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.outer:
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        return False

@@ -1,0 +1,100 @@
+"""The service's operations on a real store, with the mail captured (no sendmail here)."""
+
+import re
+
+import pytest
+from sender_validation.confirmation_mail import MailSettings
+from sender_validation.service import InputError, SenderService, Settings
+
+ALICE, BOB = "alice@runbox.com", "bob@hosted.example"
+SETTINGS = Settings(
+    base_url="https://senders.runbox.com/",
+    hosted_domains=frozenset({"runbox.com", "hosted.example"}),
+    mail=MailSettings(no_reply="no-reply@runbox.com", service_name="Runbox", valid_hours=24),
+)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1_000_000
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def setup(store):
+    sent, clock = [], Clock()
+
+    def capture(message, envelope):
+        sent.append((message, envelope))
+
+    service = SenderService(store, SETTINGS, mailer=capture, clock=clock)
+    return service, sent, clock
+
+
+def token_of(message):
+    return re.search(r"https://senders\.runbox\.com/confirm/(\S+)", message.get_content()).group(1)
+
+
+def test_adding_mails_a_link_that_validates_once_confirmed(setup):
+    service, sent, _ = setup
+    assert service.add(ALICE, "Alice.New@Gmail.Example", "192.0.2.7") == "alice.new@gmail.example"
+    ((message, envelope),) = sent
+    assert (message["To"], envelope) == ("alice.new@gmail.example", "no-reply@runbox.com")
+    assert message["From"] == "Runbox <no-reply@runbox.com>"
+    assert message["Auto-Submitted"] == "auto-generated"
+    body = message.get_content()
+    assert ALICE in body and "192.0.2.7" in body
+    assert service.senders(ALICE) == ([], ["alice.new@gmail.example"])
+    assert service.confirm(token_of(message), ALICE) == "alice.new@gmail.example"
+    assert service.senders(ALICE) == (["alice.new@gmail.example"], [])
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("someone@runbox.com", "come with the accounts"),
+        ("x@Hosted.Example", "come with the accounts"),
+        ("@gmail.example", "not a whole domain"),
+        ("a b@gmail.example", "whitespace"),
+        ("evil%relay@gmail.example", "percent"),
+    ],
+)
+def test_an_address_that_may_not_be_added_is_refused_and_mails_nothing(setup, raw, reason):
+    service, sent, _ = setup
+    with pytest.raises(InputError, match=reason):
+        service.add(ALICE, raw, "192.0.2.7")
+    assert sent == [] and service.senders(ALICE) == ([], [])
+
+
+def test_the_answer_is_the_same_when_a_limit_holds_the_mail_back(setup):
+    service, sent, _ = setup
+    first = service.add(ALICE, "x@gmail.example", "192.0.2.7")
+    second = service.add(BOB, "x@gmail.example", "192.0.2.8")  # one mail in ten minutes to one address
+    assert first == second == "x@gmail.example"
+    assert len(sent) == 1
+
+
+def test_the_link_is_only_good_for_the_login_that_asked_and_only_once(setup):
+    service, sent, clock = setup
+    service.add(ALICE, "x@gmail.example", "192.0.2.7")
+    token = token_of(sent[0][0])
+    assert service.open_request(token).login == ALICE
+    assert service.confirm(token, BOB) is None
+    assert service.confirm(token, ALICE) == "x@gmail.example"
+    assert service.confirm(token, ALICE) is None and service.open_request(token) is None
+    clock.now += 24 * 3600
+    service.add(ALICE, "y@gmail.example", "192.0.2.7")
+    late = token_of(sent[1][0])
+    clock.now += 24 * 3600
+    assert service.open_request(late) is None and service.confirm(late, ALICE) is None
+
+
+def test_not_me_blocks_the_login_from_asking_again(setup):
+    service, sent, clock = setup
+    service.add(ALICE, "x@gmail.example", "192.0.2.7")
+    assert service.not_me(token_of(sent[0][0])).login == ALICE
+    clock.now += 3600
+    service.add(ALICE, "x@gmail.example", "192.0.2.7")
+    assert len(sent) == 1 and service.senders(ALICE) == ([], [])

@@ -1,0 +1,111 @@
+"""The store: requests, confirmations, refusals, and what Postfix reads from it."""
+
+import shutil
+import sqlite3
+import subprocess
+
+import pytest
+from sender_validation.postfix_query import sqlite_map_config
+from sender_validation.store import MIGRATIONS, Store, token_digest
+
+ALICE, BOB = "alice@runbox.com", "bob@hosted.example"
+NEW = "alice.new@gmail.example"
+DAY = 86400
+POSTMAP = shutil.which("postmap") or shutil.which("postmap", path="/usr/sbin:/sbin")
+
+
+def test_migrations_run_once_and_record_their_version(tmp_path):
+    path = str(tmp_path / "s.sqlite")
+    first = Store(path)
+    assert first.migrate() == [version for version, _ in MIGRATIONS]
+    assert first.schema_version() == MIGRATIONS[-1][0]
+    first.close()
+    again = Store(path)
+    assert again.migrate() == []
+    assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    again.close()
+
+
+def test_a_confirmed_request_validates_the_sender_for_that_login_only(store):
+    token = store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY)
+    assert store.senders(ALICE, now=1001) == ([], [NEW])
+    assert store.confirm(token, BOB, now=1002) is None, "another login's session must not confirm"
+    assert store.confirm(token, ALICE, now=1003) == NEW
+    assert store.senders(ALICE, now=1004) == ([NEW], [])
+    assert store.senders(BOB, now=1004) == ([], [])
+
+
+def test_a_token_is_stored_only_as_its_hash(store, tmp_path):
+    token = store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY)
+    assert len(token) >= 43, "at least 256 bits of randomness, base64"
+    raw = (tmp_path / "senders.sqlite").read_bytes() + (tmp_path / "senders.sqlite-wal").read_bytes()
+    assert token.encode() not in raw
+    assert token_digest(token).encode() in raw
+
+
+@pytest.mark.parametrize("case", ["reused", "expired", "replaced", "altered"])
+def test_a_token_that_is_not_open_validates_nothing(store, case):
+    token = store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY)
+    now = 2000
+    if case == "reused":
+        assert store.confirm(token, ALICE, now=1500) == NEW
+        store.remove(NEW, ALICE)
+    elif case == "expired":
+        now = 1000 + DAY
+    elif case == "replaced":
+        store.request(NEW, ALICE, "192.0.2.1", now=1500, ttl=DAY)
+    else:
+        token = token[:-1] + ("A" if token[-1] != "A" else "B")
+    assert store.confirm(token, ALICE, now=now) is None
+    assert NEW not in store.senders(ALICE, now=now)[0]
+
+
+def test_this_was_not_me_cancels_and_blocks_for_the_period(store):
+    token = store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY)
+    refused = store.refuse(token, now=1100, block_for=30 * DAY)
+    assert refused.sender == NEW and refused.login == ALICE
+    assert store.confirm(token, ALICE, now=1200) is None
+    assert store.blocked(NEW, ALICE, now=1100 + 30 * DAY - 1)
+    assert not store.blocked(NEW, ALICE, now=1100 + 30 * DAY)
+    assert not store.blocked(NEW, BOB, now=1200)
+
+
+def test_remove_takes_a_validated_sender_or_a_pending_request(store):
+    token = store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY)
+    store.confirm(token, ALICE, now=1001)
+    store.request("other@gmail.example", ALICE, "192.0.2.1", now=1002, ttl=DAY)
+    assert store.remove(NEW, ALICE) and store.remove("other@gmail.example", ALICE)
+    assert not store.remove(NEW, ALICE)
+    assert store.senders(ALICE, now=1003) == ([], [])
+
+
+def test_a_failed_transaction_leaves_nothing(store):
+    store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY)
+    with pytest.raises(sqlite3.IntegrityError), store.transaction():
+        store.db.execute("DELETE FROM validation_requests")
+        store.db.execute("INSERT INTO validated_senders VALUES ('x@y.example', ?, 'nobody', 1)", (ALICE,))
+    assert store.senders(ALICE, now=1001) == ([], [NEW])
+
+
+def test_postfix_reads_a_confirmation_at_once(store, tmp_path):
+    assert POSTMAP, "Postfix's postmap is not installed (scripts/bootstrap.sh installs postfix-sqlite)"
+    config = tmp_path / "postfix"
+    config.mkdir()
+    (config / "main.cf").write_text("")
+    table = tmp_path / "validated.cf"
+    table.write_text(sqlite_map_config(store.path))
+
+    def lookup(key):
+        found = subprocess.run(
+            [POSTMAP, "-c", str(config), "-q", key, f"sqlite:{table}"], capture_output=True, text=True, check=False
+        )
+        # postmap exits 1 both for "not found" and for a fatal error.
+        assert found.returncode in (0, 1) and not found.stderr, found.stderr
+        return found.stdout.strip() or None
+
+    assert lookup(NEW) is None
+    store.confirm(store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY), ALICE, now=1001)
+    store.confirm(store.request(NEW, BOB, "192.0.2.2", now=1000, ttl=DAY), BOB, now=1001)
+    assert sorted(lookup(NEW).split(",")) == [ALICE, BOB]
+    store.remove(NEW, BOB)
+    assert lookup(NEW) == ALICE
