@@ -1,0 +1,248 @@
+"""The pages and the JSON API (Flask, run by gunicorn behind nginx).
+
+Logins are checked by Dovecot's auth service with the client's address, so
+the SMTP login forms work here and Dovecot's failure penalty applies. A session
+is a signed cookie holding the canonical login and a CSRF token; every form
+POST carries that token. Confirming takes a POST in a session of the login
+that asked: a link scanner may open the link and submit its form, but it
+cannot log in. The API authenticates each call with HTTP Basic (the same
+credentials) and sets no cookie, so it needs no CSRF token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import types
+
+from flask import Blueprint, Flask, abort, current_app, jsonify, redirect, render_template, request, session, url_for
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from sender_validation.dovecot_auth import AuthError
+from sender_validation.service import InputError
+from sender_validation.smtp_settings import smtp_settings
+
+log = logging.getLogger("sender_validation")
+
+
+pages = Blueprint("pages", __name__)
+api = Blueprint("api", __name__, url_prefix="/api")
+
+
+def create_app(service, auth, config):
+    """The WSGI app. service: a SenderService; auth: a DovecotAuth; config: the
+    deployed configuration (secret_key, primary_domain, listeners, ...)."""
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=config["secret_key"],
+        SESSION_COOKIE_SECURE=config.get("cookie_secure", True),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=3600,
+        MAX_CONTENT_LENGTH=16 * 1024,
+    )
+    app.extensions["sender_validation"] = types.SimpleNamespace(service=service, auth=auth, config=config)
+    # nginx on the same host is the one proxy: its X-Forwarded-For is the client.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
+    app.jinja_env.globals["csrf_token"] = csrf_token
+    app.before_request(check_csrf)
+    app.after_request(security_headers)
+    app.register_blueprint(pages)
+    app.register_blueprint(api)
+    return app
+
+
+def deps():
+    return current_app.extensions["sender_validation"]
+
+
+def csrf_token():
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return session["csrf"]
+
+
+def check_csrf():
+    if request.method == "POST" and not request.path.startswith("/api/"):
+        sent = request.form.get("csrf", "")
+        if not sent or not hmac.compare_digest(sent, session.get("csrf", "")):
+            abort(400, "The form has expired or did not come from this site. Reload the page and try again.")
+
+
+def security_headers(response):
+    # The confirmation link holds its token: no Referer may carry it away.
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Content-Security-Policy"] = "default-src 'self'; frame-ancestors 'none'; form-action 'self'"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def check_login(login, password):
+    """The canonical login, or None; AuthError when Dovecot cannot be asked."""
+    result = deps().auth.authenticate(login, password, request.remote_addr)
+    if result.ok:
+        return result.user
+    log.info("failed web login for %r from %s", login, request.remote_addr)
+    return None
+
+
+def current_login():
+    return session.get("login")
+
+
+@pages.get("/login")
+def login_page():
+    return render_template("login.html", next=request.args.get("next", ""), error=None)
+
+
+@pages.post("/login")
+def login():
+    next_page = request.form.get("next", "")
+    try:
+        user = check_login(request.form.get("login", ""), request.form.get("password", ""))
+    except AuthError:
+        log.exception("the auth service could not be asked")
+        return render_template("login.html", next=next_page, error="Logins are unavailable; try later."), 503
+    if user is None:
+        return render_template("login.html", next=next_page, error="Wrong login or password."), 401
+    session.clear()
+    session.permanent = True
+    session["login"] = user
+    session["csrf"] = secrets.token_urlsafe(32)
+    # Only a path on this site: never an address elsewhere.
+    if not next_page.startswith("/") or next_page.startswith("//"):
+        next_page = url_for("pages.senders_page")
+    return redirect(next_page)
+
+
+@pages.post("/logout")
+def logout():
+    session.clear()
+    return redirect(url_for("pages.login_page"))
+
+
+@pages.get("/")
+def senders_page():
+    login = current_login()
+    if not login:
+        return redirect(url_for("pages.login_page", next=request.path))
+    validated, pending = deps().service.senders(login)
+    return render_template("senders.html", login=login, validated=validated, pending=pending, message=None)
+
+
+@pages.post("/senders/add")
+def add_sender():
+    login = current_login()
+    if not login:
+        return redirect(url_for("pages.login_page"))
+    try:
+        sender = deps().service.add(login, request.form.get("address", ""), request.remote_addr)
+        message = f"If {sender} accepts mail, a confirmation link is on its way to it."
+        status = 200
+    except InputError as exc:
+        message, status = str(exc), 400
+    validated, pending = deps().service.senders(login)
+    return (
+        render_template("senders.html", login=login, validated=validated, pending=pending, message=message),
+        status,
+    )
+
+
+@pages.post("/senders/remove")
+def remove_sender():
+    login = current_login()
+    if not login:
+        return redirect(url_for("pages.login_page"))
+    try:
+        deps().service.remove(login, request.form.get("address", ""))
+    except InputError:
+        abort(400)
+    return redirect(url_for("pages.senders_page"))
+
+
+@pages.get("/smtp-settings")
+def smtp_settings_page():
+    login = current_login()
+    if not login:
+        return redirect(url_for("pages.login_page", next=request.path))
+    settings = smtp_settings(login, deps().config["primary_domain"], deps().config["listeners"])
+    return render_template("smtp_settings.html", login=login, settings=settings)
+
+
+@pages.get("/confirm/<token>")
+def confirm_page(token):
+    pending = deps().service.open_request(token)
+    if pending is None:
+        return render_template("confirm_gone.html"), 404
+    return render_template("confirm.html", request_=pending, token=token, login=current_login())
+
+
+@pages.post("/confirm/<token>")
+def confirm(token):
+    pending = deps().service.open_request(token)
+    if pending is None:
+        return render_template("confirm_gone.html"), 404
+    if request.form.get("action") == "not-me":
+        deps().service.not_me(token)
+        return render_template("confirm_done.html", sender=pending.sender, login=pending.login, refused=True)
+    if current_login() != pending.login:
+        return render_template("confirm.html", request_=pending, token=token, login=current_login()), 403
+    sender = deps().service.confirm(token, pending.login)
+    if sender is None:
+        return render_template("confirm_gone.html"), 404
+    return render_template("confirm_done.html", sender=sender, login=pending.login, refused=False)
+
+
+# The JSON API, for a webmail: HTTP Basic with the same credentials on every call.
+
+
+def api_login():
+    credentials = request.authorization
+    if credentials is None or credentials.type != "basic":
+        return None
+    return check_login(credentials.username or "", credentials.password or "")
+
+
+def api_error(status, message):
+    response = jsonify(error=message)
+    response.status_code = status
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Basic realm="sender addresses"'
+    return response
+
+
+@api.route("/senders", methods=["GET", "POST"])
+def api_senders():
+    try:
+        login = api_login()
+    except AuthError:
+        return api_error(503, "the auth service is unavailable")
+    if login is None:
+        return api_error(401, "log in with the account's SMTP login and password")
+    if request.method == "POST":
+        body = request.get_json(silent=True) or {}
+        try:
+            sender = deps().service.add(login, str(body.get("address", "")), request.remote_addr)
+        except InputError as exc:
+            return api_error(400, str(exc))
+        validated, pending = deps().service.senders(login)
+        return jsonify(address=sender, validated=validated, pending=pending), 202
+    validated, pending = deps().service.senders(login)
+    return jsonify(login=login, validated=validated, pending=pending)
+
+
+@api.delete("/senders/<address>")
+def api_remove(address):
+    try:
+        login = api_login()
+    except AuthError:
+        return api_error(503, "the auth service is unavailable")
+    if login is None:
+        return api_error(401, "log in with the account's SMTP login and password")
+    try:
+        removed = deps().service.remove(login, address)
+    except InputError as exc:
+        return api_error(400, str(exc))
+    return ("", 204) if removed else api_error(404, f"{address} is not among {login}'s addresses")

@@ -1,0 +1,165 @@
+"""The pages and the API through Flask's test client, with logins checked by a
+real Dovecot (tests/conftest.py) and the mail captured."""
+
+import re
+
+import pytest
+from sender_validation.confirmation_mail import MailSettings
+from sender_validation.dovecot_auth import DovecotAuth
+from sender_validation.service import SenderService, Settings
+from sender_validation.web import create_app
+
+ALICE_PW, BOB_PW = "alice-Test-pw1", "bob-Test-pw2"
+LISTENERS = [
+    {"hostname": "smtp.runbox.com", "ports": [25, 26, 587], "tls": "starttls"},
+    {"hostname": "secure.runbox.com", "ports": [25, 26, 587], "implicit_tls_ports": [465], "tls": "required"},
+]
+CONFIG = {"secret_key": "k" * 32, "primary_domain": "runbox.com", "listeners": LISTENERS, "cookie_secure": False}
+
+
+@pytest.fixture
+def web(store, dovecot_socket):
+    sent = []
+    settings = Settings(
+        base_url="https://senders.runbox.com",
+        hosted_domains=frozenset({"runbox.com", "hosted.example"}),
+        mail=MailSettings(no_reply="no-reply@runbox.com", service_name="Runbox", valid_hours=24),
+    )
+    service = SenderService(store, settings, mailer=lambda message, envelope: sent.append(message))
+    app = create_app(service, DovecotAuth(dovecot_socket), CONFIG)
+    return app, sent
+
+
+def csrf(page):
+    return re.search(rb'name="csrf" value="([^"]+)"', page.data).group(1).decode()
+
+
+def log_in(client, login, password, next_page=""):
+    page = client.get("/login")
+    return client.post("/login", data={"login": login, "password": password, "next": next_page, "csrf": csrf(page)})
+
+
+def link_path(message):
+    return re.search(r"https://senders\.runbox\.com(/confirm/\S+)", message.get_content()).group(1)
+
+
+def add(client, address):
+    page = client.get("/")
+    return client.post("/senders/add", data={"address": address, "csrf": csrf(page)})
+
+
+def test_alice_adds_an_address_and_confirms_it_from_the_link(web):
+    app, sent = web
+    client = app.test_client()
+    assert log_in(client, "alice", ALICE_PW).status_code == 302
+    answer = add(client, "alice.new@gmail.example")
+    assert answer.status_code == 200 and b"confirmation link is on its way" in answer.data
+    page = client.get(link_path(sent[0]))
+    assert b"alice@runbox.com" in page.data and b"alice.new@gmail.example" in page.data
+    assert b"alice.new@gmail.example" in client.get("/").data.split(b'id="pending"')[1]
+    done = client.post(link_path(sent[0]), data={"action": "confirm", "csrf": csrf(page)})
+    assert done.status_code == 200 and b"may now send as alice.new@gmail.example" in done.data
+    assert b"alice.new@gmail.example" in client.get("/").data.split(b'id="validated"')[1].split(b'id="pending"')[0]
+
+
+def test_a_scanner_without_a_session_opens_and_submits_the_link_and_validates_nothing(web):
+    app, sent = web
+    alice = app.test_client()
+    log_in(alice, "alice", ALICE_PW)
+    add(alice, "alice.new@gmail.example")
+    scanner = app.test_client()
+    page = scanner.get(link_path(sent[0]))
+    assert page.status_code == 200
+    answer = scanner.post(link_path(sent[0]), data={"action": "confirm", "csrf": csrf(page)})
+    assert answer.status_code == 403
+    assert b"alice.new@gmail.example" not in alice.get("/").data.split(b'id="validated"')[1].split(b"<h3>")[0]
+
+
+def test_bob_cannot_confirm_alices_request(web):
+    app, sent = web
+    alice = app.test_client()
+    log_in(alice, "alice", ALICE_PW)
+    add(alice, "alice.new@gmail.example")
+    bob = app.test_client()
+    log_in(bob, "bob%hosted.example", BOB_PW)
+    page = bob.get(link_path(sent[0]))
+    assert bob.post(link_path(sent[0]), data={"action": "confirm", "csrf": csrf(page)}).status_code == 403
+    # The link still works for alice.
+    page = alice.get(link_path(sent[0]))
+    assert alice.post(link_path(sent[0]), data={"action": "confirm", "csrf": csrf(page)}).status_code == 200
+
+
+def test_a_post_without_its_csrf_token_is_refused(web):
+    app, sent = web
+    client = app.test_client()
+    log_in(client, "alice", ALICE_PW)
+    assert client.post("/senders/add", data={"address": "x@gmail.example"}).status_code == 400
+    assert client.post("/senders/add", data={"address": "x@gmail.example", "csrf": "forged"}).status_code == 400
+    assert sent == []
+    assert add(client, "x@gmail.example").status_code == 200 and len(sent) == 1
+
+
+@pytest.mark.parametrize("case", ["altered", "reused"])
+def test_a_bad_link_gets_a_clear_page_and_changes_nothing(web, case):
+    app, sent = web
+    client = app.test_client()
+    log_in(client, "alice", ALICE_PW)
+    add(client, "alice.new@gmail.example")
+    path = link_path(sent[0])
+    if case == "altered":
+        path = path[:-2] + ("xx" if not path.endswith("xx") else "yy")
+    else:
+        page = client.get(path)
+        client.post(path, data={"action": "confirm", "csrf": csrf(page)})
+    page = client.get(path)
+    assert page.status_code == 404 and b"This link does not work" in page.data
+    answer = client.post(path, data={"action": "confirm", "csrf": csrf(client.get("/"))})
+    assert answer.status_code == 404
+
+
+def test_a_wrong_password_is_refused_and_a_login_page_comes_back(web):
+    app, _ = web
+    client = app.test_client()
+    answer = log_in(client, "alice", "wrong")
+    assert answer.status_code == 401 and b"Wrong login or password" in answer.data
+    assert client.get("/").status_code == 302
+
+
+def test_the_login_page_never_redirects_off_site(web):
+    app, _ = web
+    answer = log_in(app.test_client(), "alice", ALICE_PW, next_page="//evil.example/x")
+    assert answer.headers["Location"].endswith("/")
+
+
+def test_smtp_settings_show_the_username_each_account_needs(web):
+    app, _ = web
+    alice, bob = app.test_client(), app.test_client()
+    log_in(alice, "alice", ALICE_PW)
+    log_in(bob, "bob%hosted.example", BOB_PW)
+    alice_page, bob_page = alice.get("/smtp-settings").data, bob.get("/smtp-settings").data
+    assert b'class="username">alice<' in alice_page
+    assert b'class="username">bob%hosted.example<' in bob_page
+    assert b"smtp.runbox.com" in alice_page and b"secure.runbox.com" in alice_page
+    assert b"STARTTLS (required)" in alice_page and b"SSL/TLS on 465" in alice_page
+
+
+def test_the_api_lists_adds_and_removes_with_basic_auth(web):
+    app, sent = web
+    client = app.test_client()
+    assert client.get("/api/senders").status_code == 401
+    assert client.get("/api/senders", auth=("alice", "wrong")).status_code == 401
+    added = client.post("/api/senders", json={"address": "Api@Gmail.Example"}, auth=("alice", ALICE_PW))
+    assert added.status_code == 202 and added.json["pending"] == ["api@gmail.example"]
+    assert len(sent) == 1 and "Set-Cookie" not in added.headers
+    listed = client.get("/api/senders", auth=("alice", ALICE_PW)).json
+    assert listed == {"login": "alice@runbox.com", "validated": [], "pending": ["api@gmail.example"]}
+    assert client.post("/api/senders", json={"address": "x@runbox.com"}, auth=("alice", ALICE_PW)).status_code == 400
+    assert client.delete("/api/senders/api@gmail.example", auth=("alice", ALICE_PW)).status_code == 204
+    assert client.delete("/api/senders/api@gmail.example", auth=("alice", ALICE_PW)).status_code == 404
+
+
+def test_pages_keep_the_token_out_of_referers(web):
+    app, _ = web
+    headers = app.test_client().get("/login").headers
+    assert headers["Referrer-Policy"] == "no-referrer"
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
