@@ -11,6 +11,7 @@ credentials) and sets no cookie, so it needs no CSRF token.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import secrets
@@ -92,6 +93,38 @@ def current_login():
     return session.get("login")
 
 
+def login_required(view):
+    """A page for a logged-in login, which the view gets as its first argument."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        login = current_login()
+        if not login:
+            return redirect(url_for("pages.login_page", next=request.path if request.method == "GET" else None))
+        return view(login, *args, **kwargs)
+
+    return wrapper
+
+
+def api_login_required(view):
+    """An API call with HTTP Basic credentials, checked by Dovecot on every call."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        credentials = request.authorization
+        try:
+            login = None
+            if credentials is not None and credentials.type == "basic":
+                login = check_login(credentials.username or "", credentials.password or "")
+        except AuthError:
+            return api_error(503, "the auth service is unavailable")
+        if login is None:
+            return api_error(401, "log in with the account's SMTP login and password")
+        return view(login, *args, **kwargs)
+
+    return wrapper
+
+
 @pages.get("/login")
 def login_page():
     return render_template("login.html", next=request.args.get("next", ""), error=None)
@@ -124,19 +157,15 @@ def logout():
 
 
 @pages.get("/")
-def senders_page():
-    login = current_login()
-    if not login:
-        return redirect(url_for("pages.login_page", next=request.path))
+@login_required
+def senders_page(login):
     validated, pending = deps().service.senders(login)
     return render_template("senders.html", login=login, validated=validated, pending=pending, message=None)
 
 
 @pages.post("/senders/add")
-def add_sender():
-    login = current_login()
-    if not login:
-        return redirect(url_for("pages.login_page"))
+@login_required
+def add_sender(login):
     try:
         sender = deps().service.add(login, request.form.get("address", ""), request.remote_addr)
         message = f"If {sender} accepts mail, a confirmation link is on its way to it."
@@ -151,10 +180,8 @@ def add_sender():
 
 
 @pages.post("/senders/remove")
-def remove_sender():
-    login = current_login()
-    if not login:
-        return redirect(url_for("pages.login_page"))
+@login_required
+def remove_sender(login):
     try:
         deps().service.remove(login, request.form.get("address", ""))
     except InputError:
@@ -163,10 +190,8 @@ def remove_sender():
 
 
 @pages.get("/smtp-settings")
-def smtp_settings_page():
-    login = current_login()
-    if not login:
-        return redirect(url_for("pages.login_page", next=request.path))
+@login_required
+def smtp_settings_page(login):
     settings = smtp_settings(login, deps().config["primary_domain"], deps().config["listeners"])
     return render_template("smtp_settings.html", login=login, settings=settings)
 
@@ -198,13 +223,6 @@ def confirm(token):
 # The JSON API, for a webmail: HTTP Basic with the same credentials on every call.
 
 
-def api_login():
-    credentials = request.authorization
-    if credentials is None or credentials.type != "basic":
-        return None
-    return check_login(credentials.username or "", credentials.password or "")
-
-
 def api_error(status, message):
     response = jsonify(error=message)
     response.status_code = status
@@ -214,13 +232,8 @@ def api_error(status, message):
 
 
 @api.route("/senders", methods=["GET", "POST"])
-def api_senders():
-    try:
-        login = api_login()
-    except AuthError:
-        return api_error(503, "the auth service is unavailable")
-    if login is None:
-        return api_error(401, "log in with the account's SMTP login and password")
+@api_login_required
+def api_senders(login):
     if request.method == "POST":
         body = request.get_json(silent=True) or {}
         try:
@@ -234,13 +247,8 @@ def api_senders():
 
 
 @api.delete("/senders/<address>")
-def api_remove(address):
-    try:
-        login = api_login()
-    except AuthError:
-        return api_error(503, "the auth service is unavailable")
-    if login is None:
-        return api_error(401, "log in with the account's SMTP login and password")
+@api_login_required
+def api_remove(login, address):
     try:
         removed = deps().service.remove(login, address)
     except InputError as exc:
