@@ -1,0 +1,68 @@
+"""The deployed configuration: one JSON file the role writes, read once at start.
+
+Keys: store (the SQLite file), auth_socket (Dovecot's auth-client socket for
+this service), base_url, primary_domain, hosted_domains, no_reply,
+service_name, secret_key_file, listeners (host name, ports,
+implicit_tls_ports, tls), and optionally token_ttl, block_for and limits
+(login_per_hour, login_per_day, sender_interval, sender_per_day,
+pending_per_login). A missing or mistyped key fails at start, naming it.
+"""
+
+from __future__ import annotations
+
+import json
+
+from sender_validation.confirmation_mail import MailSettings
+from sender_validation.limits import DAY, Limits
+from sender_validation.service import Settings
+
+REQUIRED = {
+    "store": str,
+    "auth_socket": str,
+    "base_url": str,
+    "primary_domain": str,
+    "hosted_domains": list,
+    "no_reply": str,
+    "service_name": str,
+    "secret_key_file": str,
+    "listeners": list,
+}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load(path):
+    """The configuration as a dict, with secret_key read from its file."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    for key, kind in REQUIRED.items():
+        if not isinstance(config.get(key), kind):
+            raise ConfigError(f"{path}: {key} must be a {kind.__name__}, not {config.get(key)!r}")
+    unknown = set(config.get("limits", {})) - set(Limits.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"{path}: unknown limits {sorted(unknown)}")
+    with open(config["secret_key_file"], encoding="ascii") as handle:
+        config["secret_key"] = handle.read().strip()
+    if len(config["secret_key"]) < 32:
+        raise ConfigError(f"{config['secret_key_file']}: the secret key must be at least 32 characters")
+    return config
+
+
+def service_settings(config):
+    return Settings(
+        base_url=config["base_url"],
+        hosted_domains=frozenset(domain.lower() for domain in config["hosted_domains"]),
+        mail=MailSettings(
+            no_reply=config["no_reply"],
+            service_name=config["service_name"],
+            valid_hours=config.get("token_ttl", DAY) // 3600,
+        ),
+        limits=Limits(**config.get("limits", {})),
+        token_ttl=config.get("token_ttl", DAY),
+        block_for=config.get("block_for", 30 * DAY),
+    )

@@ -1,0 +1,75 @@
+"""The deployed configuration file, and the migrate command the role runs."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from sender_validation.config import ConfigError, load, service_settings
+
+PACKAGE_ROOT = pathlib.Path(__file__).resolve().parents[1]
+LISTENERS = [{"hostname": "smtp.runbox.com", "ports": [25, 26, 587], "tls": "starttls"}]
+
+
+def write_config(tmp_path, **overrides):
+    key = tmp_path / "secret_key"
+    key.write_text("s" * 40)
+    config = {
+        "store": str(tmp_path / "senders.sqlite"),
+        "auth_socket": "/run/sender-validation/auth-client",
+        "base_url": "https://senders.runbox.com",
+        "primary_domain": "runbox.com",
+        "hosted_domains": ["runbox.com", "Hosted.Example"],
+        "no_reply": "no-reply@runbox.com",
+        "service_name": "Runbox",
+        "secret_key_file": str(key),
+        "listeners": LISTENERS,
+        "limits": {"login_per_hour": 5},
+    }
+    config.update(overrides)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_a_good_file_gives_the_settings(tmp_path):
+    config = load(write_config(tmp_path))
+    settings = service_settings(config)
+    assert config["secret_key"] == "s" * 40
+    assert settings.hosted_domains == {"runbox.com", "hosted.example"}
+    assert (settings.limits.login_per_hour, settings.limits.login_per_day) == (5, 10)
+    assert settings.mail.valid_hours == 24
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"store": None}, "store must be a str"),
+        ({"listeners": "smtp"}, "listeners must be a list"),
+        ({"limits": {"per_minute": 1}}, "unknown limits ['per_minute']"),
+    ],
+)
+def test_a_bad_file_names_the_bad_key(tmp_path, override, message):
+    with pytest.raises(ConfigError) as caught:
+        load(write_config(tmp_path, **override))
+    assert message in str(caught.value)
+
+
+def test_migrate_creates_the_schema_once(tmp_path):
+    path = write_config(tmp_path)
+    command = [sys.executable, "-m", "sender_validation", "migrate", str(path)]
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE_ROOT))
+    first = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    assert first.returncode == 0 and "applied [1]" in first.stdout, first.stderr
+    again = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    assert again.returncode == 0 and "applied none" in again.stdout, again.stderr
+
+
+def test_the_wsgi_app_starts_from_the_file_and_serves_the_login_page(tmp_path):
+    path = write_config(tmp_path)
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE_ROOT), SENDER_VALIDATION_CONFIG=str(path))
+    probe = "from sender_validation.wsgi import app; print(app.test_client().get('/login').status_code)"
+    served = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False, env=env)
+    assert served.stdout.strip() == "200", served.stderr
