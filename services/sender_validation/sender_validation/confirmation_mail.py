@@ -48,7 +48,10 @@ The link works once, for {valid_hours} hours.
 If it was not you, open the link and choose "This was not me": the request is
 cancelled and {login} cannot ask for this address again for 30 days. Doing
 nothing also leaves the address unusable by {login}.
-"""
+""",
+        # Not quoted-printable: a soft line break would cut the link in two for
+        # any reader that does not decode it.
+        cte="7bit",
     )
     return message
 

@@ -7,8 +7,9 @@ and PostgreSQL both hold unchanged: text, integers (Unix seconds), primary
 keys. Addresses are stored canonical (lower case, A-label domains, the rule of
 ``sender_address``); a token only as its SHA-256.
 
-Migrations are numbered and applied in order, each in one transaction, and
-``schema_version`` records the last one applied.
+The schema and its migrations are the collection's (``validated_store``),
+which the Ansible side reads too. They are applied in order, each in one
+transaction, and ``schema_version`` records the last one applied.
 """
 
 from __future__ import annotations
@@ -18,48 +19,7 @@ import hashlib
 import secrets
 import sqlite3
 
-# (version, statements). Append; never edit one that has shipped.
-MIGRATIONS = [
-    (
-        1,
-        [
-            # Who may send as which external address, and who said so: 'user'
-            # (confirmed by link) or 'inventory' (seeded by Ansible).
-            """CREATE TABLE validated_senders (
-                sender TEXT NOT NULL,
-                login TEXT NOT NULL,
-                source TEXT NOT NULL CHECK (source IN ('user', 'inventory')),
-                validated_at BIGINT NOT NULL,
-                PRIMARY KEY (sender, login)
-            )""",
-            # One open request per (sender, login): a new one replaces it.
-            """CREATE TABLE validation_requests (
-                sender TEXT NOT NULL,
-                login TEXT NOT NULL,
-                token_sha256 TEXT NOT NULL UNIQUE,
-                client_address TEXT NOT NULL,
-                requested_at BIGINT NOT NULL,
-                expires_at BIGINT NOT NULL,
-                PRIMARY KEY (sender, login)
-            )""",
-            # Every request made, mailed or not, for the abuse limits.
-            """CREATE TABLE request_log (
-                sender TEXT NOT NULL,
-                login TEXT NOT NULL,
-                requested_at BIGINT NOT NULL
-            )""",
-            "CREATE INDEX request_log_login ON request_log (login, requested_at)",
-            "CREATE INDEX request_log_sender ON request_log (sender, requested_at)",
-            # "This was not me": that login may not ask for that address until then.
-            """CREATE TABLE blocked_requests (
-                sender TEXT NOT NULL,
-                login TEXT NOT NULL,
-                blocked_until BIGINT NOT NULL,
-                PRIMARY KEY (sender, login)
-            )""",
-        ],
-    ),
-]
+from sender_validation.validated_store import MIGRATIONS
 
 TOKEN_BYTES = 32
 

@@ -44,6 +44,8 @@ def test_adding_mails_a_link_that_validates_once_confirmed(setup):
     assert (message["To"], envelope) == ("alice.new@gmail.example", "no-reply@runbox.com")
     assert message["From"] == "Runbox <no-reply@runbox.com>"
     assert message["Auto-Submitted"] == "auto-generated"
+    assert message["Content-Transfer-Encoding"] == "7bit"
+    assert f"/confirm/{token_of(message)}\n".encode() in message.as_bytes(), "the link must be whole in the raw text"
     body = message.get_content()
     assert ALICE in body and "192.0.2.7" in body
     assert service.senders(ALICE) == ([], ["alice.new@gmail.example"])

@@ -5,8 +5,8 @@ import sqlite3
 import subprocess
 
 import pytest
-from sender_validation.postfix_query import sqlite_map_config
 from sender_validation.store import MIGRATIONS, Store, token_digest
+from sender_validation.validated_store import store_query
 
 ALICE, BOB = "alice@runbox.com", "bob@hosted.example"
 NEW = "alice.new@gmail.example"
@@ -93,7 +93,7 @@ def test_postfix_reads_a_confirmation_at_once(store, tmp_path):
     config.mkdir()
     (config / "main.cf").write_text("")
     table = tmp_path / "validated.cf"
-    table.write_text(sqlite_map_config(store.path))
+    table.write_text(f"dbpath = {store.path}\nquery = {store_query('sqlite')}\n")
 
     def lookup(key):
         found = subprocess.run(

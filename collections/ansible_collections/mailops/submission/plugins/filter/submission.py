@@ -14,7 +14,10 @@ description:
     M(mailops.submission.sender_allowlist).
   - C(certificate_matches) picks, for every service name and key type, the first supplied certificate that covers
     the name (wildcards for one label included).
+  - C(hosted_domains) gives the provider's domains: the primary one, the accounts' own and the ones they own.
   - C(account_problems) lists what is wrong with each account, named by address only, never by its secrets.
+  - C(store_query) gives the query Postfix's sqlite or pgsql table makes in the validated-senders store.
+  - C(served_listeners) gives each listener's host name, ports and TLS mode, as a mail client needs them.
   - C(listener_problems) lists what is wrong with the listeners (name, IP address, ports, an address and port bound
     twice), each naming the listener and the value.
 author: smtp-submission developers
@@ -25,6 +28,7 @@ from ansible_collections.mailops.submission.plugins.module_utils.account_rules i
     account_problems,
     allowlist_account_entries,
     allowlist_validated_entries,
+    hosted_domains,
 )
 from ansible_collections.mailops.submission.plugins.module_utils.certificate_names import certificate_matches
 from ansible_collections.mailops.submission.plugins.module_utils.listeners import (
@@ -33,7 +37,9 @@ from ansible_collections.mailops.submission.plugins.module_utils.listeners impor
     listener_hostname_map,
     listener_hostnames,
     listener_problems,
+    served_listeners,
 )
+from ansible_collections.mailops.submission.plugins.module_utils.validated_store import store_query
 
 
 def _checked(function):
@@ -57,10 +63,13 @@ class FilterModule:
                 listener_hostnames,
                 listener_hostname_map,
                 listener_problems,
+                served_listeners,
+                store_query,
                 chain_files,
                 allowlist_account_entries,
                 allowlist_validated_entries,
                 account_problems,
+                hosted_domains,
                 certificate_matches,
             )
         }

@@ -66,3 +66,14 @@ def allowlist_validated_entries(accounts):
         for account in accounts
         for sender in account.get("external_senders", [])
     ]
+
+
+def hosted_domains(accounts, primary_domain):
+    """The domains the provider hosts: the primary one, every account's own, and
+    the domains accounts own. Their addresses come with the accounts; none is
+    validated by link."""
+    domains = {primary_domain.lower()}
+    for account in accounts:
+        domains.add(account["address"].rsplit("@", 1)[-1].lower())
+        domains.update(domain.lower() for domain in account.get("domains", []))
+    return sorted(domains)

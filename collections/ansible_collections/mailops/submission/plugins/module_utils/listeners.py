@@ -36,6 +36,21 @@ def listener_hostname_map(listeners, domain):
     return {listener["name"]: listener_hostname(listener, domain) for listener in listeners}
 
 
+def served_listeners(listeners, domain):
+    """What a mail client needs of each listener: host name, STARTTLS ports,
+    implicit-TLS ports and whether TLS is required (the validation service's
+    settings page shows these)."""
+    return [
+        {
+            "hostname": listener_hostname(listener, domain),
+            "ports": [int(port) for port in listener.get("ports", [])],
+            "implicit_tls_ports": [int(port) for port in listener.get("implicit_tls_ports", [])],
+            "tls": listener.get("tls", "starttls"),
+        }
+        for listener in listeners
+    ]
+
+
 def chain_files(names, chain_dir, key_types):
     """Host name -> its chain files, one per key type, as submission_tls installs them."""
     return {name: [f"{chain_dir.rstrip('/')}/{name}.{key_type}.pem" for key_type in key_types] for name in names}

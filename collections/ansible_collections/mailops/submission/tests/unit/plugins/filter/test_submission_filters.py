@@ -174,3 +174,19 @@ def test_an_address_and_port_bound_twice_is_named():
     twice = [*LISTENERS[:2], {"name": "again", "address": "127.0.0.1", "ports": [587, 25]}]
     assert FILTERS["listener_problems"](twice) == ["127.0.0.1:25 is bound by two listeners"]
     assert FILTERS["listener_problems"]([]) == ["no listener: submission_mta_listeners must hold at least one"]
+
+
+def test_served_listeners_give_what_a_mail_client_needs():
+    listeners = [
+        {"name": "smtp", "address": "127.0.0.1", "ports": [25, "587"]},
+        {"name": "secure", "address": "127.0.0.2", "ports": [25], "implicit_tls_ports": [465], "tls": "required"},
+    ]
+    assert FILTERS["served_listeners"](listeners, "runbox.com") == [
+        {"hostname": "smtp.runbox.com", "ports": [25, 587], "implicit_tls_ports": [], "tls": "starttls"},
+        {"hostname": "secure.runbox.com", "ports": [25], "implicit_tls_ports": [465], "tls": "required"},
+    ]
+
+
+def test_hosted_domains_are_the_primary_the_accounts_and_their_domains():
+    accounts = [{"address": "Alice@RunBox.com"}, {"address": "bob@hosted.example", "domains": ["Other.Example"]}]
+    assert FILTERS["hosted_domains"](accounts, "runbox.com") == ["hosted.example", "other.example", "runbox.com"]
