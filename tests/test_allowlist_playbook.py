@@ -43,6 +43,8 @@ def test_the_validated_table_holds_the_data_files_pairs(host, changes):
 def test_logins_send_as_the_data_file_says(probe, deployment, changes):
     endpoint = deployment.endpoints[0]
     by_address = {account.address: account for account in deployment.accounts}
+    unknown = {pair["login"] for pair in changes} - set(by_address)
+    assert not unknown, f"the data file names logins without a verification account: {sorted(unknown)}"
     cases = [
         session(
             endpoint,

@@ -28,8 +28,8 @@ def test_postfix_check_is_clean(host):
 
 
 def test_postmaster_has_an_alias_for_the_hosts_own_mail(host):
-    # Without the map, every smtpd logs "open database" as it starts and mail to
-    # postmaster@localhost waits in the queue.
+    # Without the map, every smtpd logged "open database /etc/aliases.db" as it
+    # started, and lookups of local recipients such as postmaster fail.
     alias_maps = host.check_output("postconf -h alias_maps")
     lookup = host.run("postalias -q postmaster %s", alias_maps)
     assert lookup.rc == 0 and lookup.stdout.strip(), f"{alias_maps}: {lookup.stdout}{lookup.stderr}"

@@ -59,7 +59,9 @@ options:
         type: str
         required: true
       login:
-        description: The canonical SASL login (C(user@domain)) allowed to send as C(sender).
+        description:
+          - The canonical SASL login (C(user@domain)) allowed to send as C(sender).
+          - Required when O(entries[].state=present).
         type: str
       state:
         description: Whether the pair should be in the table.
