@@ -48,6 +48,24 @@ def add(client, address):
     return client.post("/senders/add", data={"address": address, "csrf": csrf(page)})
 
 
+def alice_asks(app, sent, address="alice.new@gmail.example"):
+    """alice, logged in, asks for address; her client and the link's path."""
+    alice = app.test_client()
+    log_in(alice, "alice", ALICE_PW)
+    add(alice, address)
+    return alice, link_path(sent[-1])
+
+
+def confirm(client, path):
+    """Open the link and press Confirm, as a browser in that session would."""
+    page = client.get(path)
+    return client.post(path, data={"action": "confirm", "csrf": csrf(page)})
+
+
+def validated(client):
+    return client.get("/").data.split(b'id="validated"')[1].split(b'id="pending"')[0]
+
+
 def test_alice_adds_an_address_and_confirms_it_from_the_link(web):
     app, sent = web
     client = app.test_client()
@@ -59,34 +77,27 @@ def test_alice_adds_an_address_and_confirms_it_from_the_link(web):
     assert b"alice.new@gmail.example" in client.get("/").data.split(b'id="pending"')[1]
     done = client.post(link_path(sent[0]), data={"action": "confirm", "csrf": csrf(page)})
     assert done.status_code == 200 and b"may now send as alice.new@gmail.example" in done.data
-    assert b"alice.new@gmail.example" in client.get("/").data.split(b'id="validated"')[1].split(b'id="pending"')[0]
+    assert b"alice.new@gmail.example" in validated(client)
 
 
 def test_a_scanner_without_a_session_opens_and_submits_the_link_and_validates_nothing(web):
     app, sent = web
-    alice = app.test_client()
-    log_in(alice, "alice", ALICE_PW)
-    add(alice, "alice.new@gmail.example")
+    alice, path = alice_asks(app, sent)
     scanner = app.test_client()
-    page = scanner.get(link_path(sent[0]))
-    assert page.status_code == 200
-    answer = scanner.post(link_path(sent[0]), data={"action": "confirm", "csrf": csrf(page)})
-    assert answer.status_code == 403
-    assert b"alice.new@gmail.example" not in alice.get("/").data.split(b'id="validated"')[1].split(b"<h3>")[0]
+    assert scanner.get(path).status_code == 200
+    assert confirm(scanner, path).status_code == 403
+    assert b"alice.new@gmail.example" not in validated(alice)
 
 
 def test_bob_cannot_confirm_alices_request(web):
     app, sent = web
-    alice = app.test_client()
-    log_in(alice, "alice", ALICE_PW)
-    add(alice, "alice.new@gmail.example")
+    alice, path = alice_asks(app, sent)
     bob = app.test_client()
     log_in(bob, "bob%hosted.example", BOB_PW)
-    page = bob.get(link_path(sent[0]))
-    assert bob.post(link_path(sent[0]), data={"action": "confirm", "csrf": csrf(page)}).status_code == 403
+    assert confirm(bob, path).status_code == 403
     # The link still works for alice.
-    page = alice.get(link_path(sent[0]))
-    assert alice.post(link_path(sent[0]), data={"action": "confirm", "csrf": csrf(page)}).status_code == 200
+    assert confirm(alice, path).status_code == 200
+    assert b"alice.new@gmail.example" in validated(alice)
 
 
 def test_a_post_without_its_csrf_token_is_refused(web):
