@@ -1,8 +1,9 @@
 """testssl.sh audits every port of every name, as an outside auditor would.
 
 Each endpoint is scanned with the host's testssl (Debian's testssl.sh package)
-for protocols, cipher suites per protocol, server defaults (the certificate
-chains) and vulnerabilities, by its name (so by SNI), STARTTLS where the port
+for protocols, cipher categories (NULL, anonymous, export, LOW, 3DES, obsolete
+CBC), the server's preference, forward secrecy, server defaults (the
+certificate chains) and vulnerabilities, by its name (so by SNI), STARTTLS where the port
 speaks it. A finding of severity MEDIUM or higher fails the test, as does a
 scanner warning (a check that could not run), unless the inventory accepts it
 in submission_verify_tls_accepted_findings with its reason; protocols below
@@ -39,7 +40,10 @@ CONNECT_PROBLEM = "connect problem"
 
 def scan_command(endpoint, out_dir, rating_option):
     args = ["testssl", "--quiet", "--warnings", "off", "--color", "0", *rating_option]
-    args += ["--protocols", "--server-preference", "--server-defaults", "--fs", "--vulnerable", "--cipher-per-proto"]
+    # Cipher categories (--std), not every suite per protocol: the categories carry
+    # the severities, and test_listeners checks by handshake which TLS 1.2 suites
+    # are refused and which are chosen. --cipher-per-proto was most of the scan.
+    args += ["--protocols", "--std", "--server-preference", "--server-defaults", "--fs", "--vulnerable"]
     # The host's own store: it holds the CA of a local or private deployment.
     args += ["--add-ca", "/etc/ssl/certs/ca-certificates.crt", "--ip", endpoint.address]
     args += ["--jsonfile", f"{out_dir}/{endpoint.hostname}-{endpoint.port}.json"]
