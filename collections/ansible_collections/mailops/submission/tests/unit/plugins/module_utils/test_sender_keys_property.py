@@ -52,7 +52,8 @@ def accepted(raw_keys):
     return out
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# 25 draws of up to 30 keys each, every run: the long pole of the unit stage.
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(keys, min_size=1, max_size=30))
 def test_accepted_keys_read_back_exactly(tmp_path_factory, raw_keys):
     table = accepted(raw_keys)
