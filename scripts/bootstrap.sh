@@ -24,12 +24,19 @@ if [ ${#need_packages[@]} -gt 0 ]; then
     apt-get update -q
     # Postfix is needed for postmap only: no configuration, so it starts no daemon.
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-    # Nor may a package start Dovecot here (policy-rc.d: no service starts).
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod +x /usr/sbin/policy-rc.d
+    # Nor may a package start Dovecot here (policy-rc.d: no service starts). A
+    # policy-rc.d the machine already has is left as it is.
+    made_policy=false
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        made_policy=true
+    fi
+    install_rc=0
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need_packages[@]}" ||
-        { rm -f /usr/sbin/policy-rc.d; exit 1; }
-    rm -f /usr/sbin/policy-rc.d
+        install_rc=$?
+    if $made_policy; then rm -f /usr/sbin/policy-rc.d; fi
+    [ "$install_rc" -eq 0 ] || exit "$install_rc"
 fi
 
 if ! docker info >/dev/null 2>&1; then
