@@ -86,7 +86,7 @@ class Store:
         """
         token = secrets.token_urlsafe(TOKEN_BYTES)
         with self.transaction():
-            self.db.execute("DELETE FROM validation_requests WHERE sender = ? AND login = ?", (sender, login))
+            self._drop_request(sender, login)
             self.db.execute(
                 "INSERT INTO validation_requests"
                 " (sender, login, token_sha256, client_address, requested_at, expires_at)"
@@ -94,6 +94,12 @@ class Store:
                 (sender, login, token_digest(token), client_address, now, now + ttl),
             )
         return token
+
+    def _drop_request(self, sender, login):
+        """Remove the open request of sender for login; how many rows went (0 or 1)."""
+        return self.db.execute(
+            "DELETE FROM validation_requests WHERE sender = ? AND login = ?", (sender, login)
+        ).rowcount
 
     def log_request(self, sender, login, now):
         with self.transaction():
@@ -119,9 +125,7 @@ class Store:
             request = self.find_request(token)
             if request is None or request.login != login or request.expires_at <= now:
                 return None
-            self.db.execute(
-                "DELETE FROM validation_requests WHERE sender = ? AND login = ?", (request.sender, request.login)
-            )
+            self._drop_request(request.sender, request.login)
             self.db.execute(
                 "INSERT INTO validated_senders (sender, login, source, validated_at) VALUES (?, ?, 'user', ?)"
                 " ON CONFLICT (sender, login) DO NOTHING",
@@ -130,15 +134,13 @@ class Store:
         return request.sender
 
     def refuse(self, token, now, block_for):
-        """ "This was not me": cancel the request and block its login from asking
+        """'This was not me': cancel the request and block its login from asking
         for that sender again for block_for seconds. The cancelled Request, or None."""
         with self.transaction():
             request = self.find_request(token)
             if request is None:
                 return None
-            self.db.execute(
-                "DELETE FROM validation_requests WHERE sender = ? AND login = ?", (request.sender, request.login)
-            )
+            self._drop_request(request.sender, request.login)
             self.db.execute(
                 "INSERT INTO blocked_requests (sender, login, blocked_until) VALUES (?, ?, ?)"
                 " ON CONFLICT (sender, login) DO UPDATE SET blocked_until = excluded.blocked_until",
@@ -169,9 +171,7 @@ class Store:
             gone = self.db.execute(
                 "DELETE FROM validated_senders WHERE sender = ? AND login = ?", (sender, login)
             ).rowcount
-            gone += self.db.execute(
-                "DELETE FROM validation_requests WHERE sender = ? AND login = ?", (sender, login)
-            ).rowcount
+            gone += self._drop_request(sender, login)
         return gone > 0
 
     # The abuse limits' inputs
