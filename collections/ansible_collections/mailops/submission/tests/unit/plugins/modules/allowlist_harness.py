@@ -10,6 +10,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import time
 
 MODULE = pathlib.Path(__file__).parents[4] / "plugins/modules/sender_allowlist.py"
 COLLECTIONS = pathlib.Path(__file__).parents[7]
@@ -28,6 +29,18 @@ def module_command(params, args_dir, check=False, diff=False):
     return [sys.executable, str(MODULE), str(args_file)], env
 
 
+def empty_postfix_config(directory):
+    """An empty main.cf in directory, for postmap -c, dated an hour back.
+
+    Postfix programs wait while main.cf looks freshly written (up to 1.5 s a
+    call, measured: postmap took 1.52 s with a new main.cf, 0.01 s with an old one).
+    """
+    main_cf = pathlib.Path(directory) / "main.cf"
+    main_cf.write_text("")
+    an_hour_ago = time.time() - 3600
+    os.utime(main_cf, (an_hour_ago, an_hour_ago))
+
+
 def module_result(out, err=b""):
     """The module's JSON result; fails naming what it printed instead."""
     try:
@@ -44,7 +57,7 @@ class Table:
         self.dir.mkdir()
         self.config = work / "postfix"
         self.config.mkdir()
-        (self.config / "main.cf").write_text("")
+        empty_postfix_config(self.config)
         self.path = self.dir / "senders"
 
     def start(self, check=False, diff=False, **params):
