@@ -81,10 +81,12 @@ class Deployment:
             return [endpoint]
         return [e for e in self.endpoints if e.listener == endpoint.listener]
 
-    def first_endpoint_of_each_listener(self):
+    def first_endpoint_of_each_listener(self, implicit=False):
+        """The first STARTTLS (or TLS-only) port of each listener; with implicit,
+        also the first implicit-TLS port of each listener that has them."""
         seen = {}
-        for endpoint in self.endpoints:
-            seen.setdefault(endpoint.listener, endpoint)
+        for endpoint in self.endpoints + (self.implicit_endpoints if implicit else []):
+            seen.setdefault((endpoint.listener, endpoint.tls == "implicit"), endpoint)
         return list(seen.values())
 
     def account(self, domain=None):
