@@ -1,0 +1,144 @@
+"""The confirmation-link service as deployed: a user validates an external address
+over HTTPS, and Postfix honours it at the next MAIL FROM.
+
+Everything runs on the host under test: the HTTPS client (tests/web_client.py,
+certificates verified by the host's trust store), the SMTP probe, and the
+test sink's Maildir where the confirmation message arrives.
+"""
+
+import base64
+import json
+import pathlib
+import re
+import time
+import uuid
+
+import pytest
+from host_probe import session
+
+WEB_CLIENT_B64 = base64.b64encode((pathlib.Path(__file__).parent / "web_client.py").read_bytes()).decode()
+
+
+@pytest.fixture(scope="module")
+def web(host, deployment):
+    variables = host.ansible.get_variables()
+    if not variables.get("submission_validation_enabled", True):
+        pytest.skip("submission_validation_enabled is false: this deployment has no validation service")
+    name = variables.get("submission_validation_hostname", f"senders.{deployment.domain}")
+    return Web(host, f"https://{name}")
+
+
+class Web:
+    """A browser's session on the host: one cookie jar per Web.session()."""
+
+    def __init__(self, host, base_url):
+        self.host, self.base_url = host, base_url
+        self.jar_dir = host.check_output("mktemp -d /tmp/web-tests.XXXXXX")
+
+    def session(self):
+        return WebSession(self, f"{self.jar_dir}/{uuid.uuid4().hex}.jar")
+
+
+class WebSession:
+    def __init__(self, web, jar):
+        self.web, self.jar = web, jar
+
+    def call(self, method, path, form=None):
+        url = path if path.startswith("https://") else self.web.base_url + path
+        args = [self.jar, method, url] + ([json.dumps(form)] if form is not None else [])
+        cmd = self.web.host.run(
+            'python3 -c "$(echo %s | base64 -d)" ' + " ".join(["%s"] * len(args)), WEB_CLIENT_B64, *args
+        )
+        assert cmd.rc == 0, f"web client failed: {cmd.stderr}"
+        return json.loads(cmd.stdout)
+
+    def post_form(self, page, path, **fields):
+        """POST to path as the form on page would, with that page's CSRF token."""
+        return self.call("POST", path, dict(fields, csrf=f"from:{self.web.base_url}{page}"))
+
+    def log_in(self, account):
+        answer = self.post_form("/login", "/login", login=account.login, password=account.password, next="")
+        assert answer["status"] == 302, f"login as {account.login}: {answer['status']} {answer['body'][:300]}"
+
+
+def rcpt_code(probe, deployment, account, sender):
+    endpoint = deployment.endpoints[0]
+    result = probe.one(
+        session(
+            endpoint,
+            login=account.login,
+            password=account.password,
+            mail_from=sender,
+            rcpt_to=[deployment.recipient],
+        )
+    )
+    return (result.get("rcpt") or [[result.get("mail", [0])[0], str(result)]])[0]
+
+
+def confirmation_link(host, sink, sender, base_url, timeout=60):
+    """The link in the confirmation message to sender, from the test sink."""
+    pattern = re.escape(base_url) + r"/confirm/[A-Za-z0-9_-]+"
+    for _ in range(timeout):
+        found = host.run("grep -rlF -- %s %s", f"To: {sender}", sink)
+        for path in found.stdout.split():
+            link = re.search(pattern, host.file(path).content_string)
+            if link:
+                return link.group(0)
+        time.sleep(1)
+    raise AssertionError(f"no confirmation message to {sender} in {sink} after {timeout} s")
+
+
+def new_address():
+    return f"web-{uuid.uuid4().hex[:12]}@gmail.example"
+
+
+def test_a_user_validates_an_address_by_link_and_postfix_honours_it(web, host, probe, deployment, sink):
+    account = deployment.account(deployment.domain)
+    sender = new_address()
+    assert rcpt_code(probe, deployment, account, sender)[0] == 553, "an unvalidated address must be refused first"
+    browser = web.session()
+    browser.log_in(account)
+    added = browser.post_form("/", "/senders/add", address=sender)
+    assert added["status"] == 200 and "confirmation link is on its way" in added["body"], added
+    link = confirmation_link(host, sink, sender, web.base_url)
+    page = browser.call("GET", link)
+    assert page["status"] == 200 and sender in page["body"] and account.address in page["body"]
+    confirmed = browser.post_form(link[len(web.base_url) :], link, action="confirm")
+    confirmed_at = time.monotonic()
+    assert confirmed["status"] == 200 and f"may now send as {sender}" in confirmed["body"], confirmed
+    code = rcpt_code(probe, deployment, account, sender)
+    print(f"from the confirming POST to the first RCPT answer: {time.monotonic() - confirmed_at:.3f} s")
+    assert code[0] == 250, f"{account.login} as {sender} after confirming: {code}"
+    removed = browser.post_form("/", "/senders/remove", address=sender)
+    assert removed["status"] == 302, removed
+    assert rcpt_code(probe, deployment, account, sender)[0] == 553, "a removed address must be refused again"
+
+
+def test_opening_and_submitting_the_link_without_a_session_validates_nothing(web, host, probe, deployment, sink):
+    account = deployment.account(deployment.domain)
+    sender = new_address()
+    owner = web.session()
+    owner.log_in(account)
+    owner.post_form("/", "/senders/add", address=sender)
+    link = confirmation_link(host, sink, sender, web.base_url)
+    scanner = web.session()
+    opened = scanner.call("GET", link)
+    assert opened["status"] == 200, opened
+    submitted = scanner.post_form(link[len(web.base_url) :], link, action="confirm")
+    assert submitted["status"] == 403, submitted
+    assert rcpt_code(probe, deployment, account, sender)[0] == 553
+
+
+def test_an_unreadable_store_defers_external_senders_but_not_the_accounts_own(web, host, probe, deployment, sink):
+    account = deployment.account(deployment.domain)
+    store = host.ansible.get_variables().get("submission_validation_store", "/var/lib/sender-validation/senders.sqlite")
+    assert host.file(store).exists
+    host.run("chmod 000 %s", store)
+    try:
+        external = rcpt_code(probe, deployment, account, new_address())
+        own = rcpt_code(probe, deployment, account, account.address)
+    finally:
+        host.run("chmod 660 %s", store)
+    assert external[0] // 100 == 4, f"an external sender with the store unreadable: {external}"
+    assert own[0] == 250, f"the account's own address with the store unreadable: {own}"
+    assert rcpt_code(probe, deployment, account, new_address())[0] == 553, "the store is read again once readable"
