@@ -1,14 +1,39 @@
-"""``python3 -m sender_validation migrate [CONFIG]``: bring the store's schema up to date."""
+"""The service's commands, for the role and its systemd units.
+
+``python3 -m sender_validation migrate [CONFIG]``: bring the store's schema up to date.
+``python3 -m sender_validation sender-map [CONFIG]``: serve the store to Postfix
+(socketmap) on the socket systemd passes.
+"""
 
 import sys
 
 from sender_validation import config as configuration
+from sender_validation.sender_map import SenderMap, make_server
 from sender_validation.store import Store
+
+USAGE = "usage: python3 -m sender_validation {migrate,sender-map} [CONFIG]"
+
+
+def migrate(config):
+    store = Store(config["store"])
+    applied = store.migrate()
+    print(f"schema version {store.schema_version()}; applied {applied or 'none'}")
+    store.close()
+    return 0
+
+
+def sender_map(config):
+    server = make_server(SenderMap(config["store"], config["hosted_domains"]))
+    server.serve_forever()
+    return 0
+
+
+COMMANDS = {"migrate": migrate, "sender-map": sender_map}
 
 
 def main(argv):
-    if len(argv) < 2 or argv[1] != "migrate":
-        print("usage: python3 -m sender_validation migrate [CONFIG]", file=sys.stderr)
+    if len(argv) < 2 or argv[1] not in COMMANDS:
+        print(USAGE, file=sys.stderr)
         return 2
     path = argv[2] if len(argv) > 2 else "/etc/sender-validation/config.json"
     try:
@@ -16,11 +41,7 @@ def main(argv):
     except (configuration.ConfigError, OSError) as exc:
         print(f"sender_validation: {exc}", file=sys.stderr)
         return 1
-    store = Store(config["store"])
-    applied = store.migrate()
-    print(f"schema version {store.schema_version()}; applied {applied or 'none'}")
-    store.close()
-    return 0
+    return COMMANDS[argv[1]](config)
 
 
 if __name__ == "__main__":

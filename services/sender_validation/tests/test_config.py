@@ -3,11 +3,13 @@
 import json
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 
 import pytest
 from sender_validation.config import ConfigError, load, service_settings
+from sender_validation.sender_map import netstring
 
 PACKAGE_ROOT = pathlib.Path(__file__).resolve().parents[1]
 LISTENERS = [{"hostname": "smtp.runbox.com", "ports": [25, 26, 587], "tls": "starttls"}]
@@ -73,3 +75,32 @@ def test_the_wsgi_app_starts_from_the_file_and_serves_the_login_page(tmp_path):
     probe = "from sender_validation.wsgi import app; print(app.test_client().get('/login').status_code)"
     served = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False, env=env)
     assert served.stdout.strip() == "200", served.stderr
+
+
+def test_the_sender_map_serves_on_the_socket_systemd_passes(tmp_path):
+    """As sender-validation-map.socket starts it: the listening socket as fd 3,
+    LISTEN_PID and LISTEN_FDS=1 (sd_listen_fds(3))."""
+    path = write_config(tmp_path)
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE_ROOT))
+    subprocess.run([sys.executable, "-m", "sender_validation", "migrate", str(path)], check=True, env=env)
+    listening = socket.socket(socket.AF_UNIX)
+    listening.bind(str(tmp_path / "map.sock"))
+    listening.listen()
+    # A launcher does what systemd does before it executes the service: the
+    # socket on fd 3, and LISTEN_PID the pid that exec keeps.
+    launcher = (
+        "import os, sys; os.dup2(int(sys.argv[1]), 3); os.environ['LISTEN_PID'] = str(os.getpid()); "
+        "os.environ['LISTEN_FDS'] = '1'; os.execv(sys.executable, [sys.executable, *sys.argv[2:]])"
+    )
+    command = [sys.executable, "-c", launcher, str(listening.fileno()), "-m", "sender_validation", "sender-map"]
+    daemon = subprocess.Popen([*command, str(path)], env=env, pass_fds=[listening.fileno()])
+    try:
+        with socket.socket(socket.AF_UNIX) as client:
+            client.settimeout(10)
+            client.connect(str(tmp_path / "map.sock"))
+            client.sendall(netstring(b"senders someone@gmail.example"))
+            assert client.recv(100) == b"9:NOTFOUND ,"
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=10)
+        listening.close()

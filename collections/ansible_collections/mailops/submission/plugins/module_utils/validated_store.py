@@ -58,6 +58,10 @@ MIGRATIONS = [
     ),
 ]
 
+# The logins that may send as a sender, for the store's socketmap server
+# (sender_validation.sender_map); a DB-API query with one parameter.
+LOGINS_QUERY = "SELECT login FROM validated_senders WHERE sender = ? ORDER BY login"
+
 QUERIES = {
     "sqlite": "SELECT group_concat(login, ',') FROM validated_senders WHERE sender = '%s'",
     "pgsql": "SELECT string_agg(login, ',' ORDER BY login) FROM validated_senders WHERE sender = '%s'",

@@ -1,0 +1,127 @@
+"""The store as Postfix reads it: the socketmap server, asked by Postfix's own postmap."""
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+from sender_validation.sender_map import NetstringError, SenderMap, make_server, netstring, read_netstring
+
+ALICE, BOB = "alice@runbox.com", "bob@hosted.example"
+NEW = "alice.new@gmail.example"
+DAY = 86400
+HOSTED = ["runbox.com", "hosted.example"]
+POSTMAP = shutil.which("postmap") or shutil.which("postmap", path="/usr/sbin:/sbin")
+
+
+@pytest.fixture
+def served(store, tmp_path):
+    """The server on a socket in tmp_path, in a thread; yields the socket's path."""
+    path = str(tmp_path / "senders.sock")
+    server = make_server(SenderMap(store.path, HOSTED), path)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield path
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def postfix_config(tmp_path):
+    assert POSTMAP, "Postfix's postmap is not installed"
+    config = tmp_path / "postfix"
+    config.mkdir()
+    (config / "main.cf").write_text("")
+    # Postfix programs wait up to 1.5 s while main.cf looks freshly written.
+    os.utime(config / "main.cf", (time.time() - 3600,) * 2)
+    return config
+
+
+def postmap_lookup(config, socket_path, key):
+    """What Postfix's socketmap client gets: (value or None, whether it was an error)."""
+    found = subprocess.run(
+        [POSTMAP, "-c", str(config), "-q", key, f"socketmap:unix:{socket_path}:senders"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if found.returncode == 0:
+        return found.stdout.strip(), False
+    # postmap exits 1 for "not found", and says nothing; a lookup error is fatal.
+    return None, found.returncode != 1 or "fatal" in found.stderr
+
+
+def ask(socket_path, *payloads):
+    with socket.socket(socket.AF_UNIX) as client:
+        client.connect(socket_path)
+        for payload in payloads:
+            client.sendall(payload)
+        client.shutdown(socket.SHUT_WR)
+        stream = client.makefile("rb")
+        replies = []
+        while (reply := read_netstring(stream)) is not None:
+            replies.append(reply)
+        return replies
+
+
+def test_postfix_reads_a_confirmation_and_a_removal_at_once(store, served, postfix_config):
+    assert postmap_lookup(postfix_config, served, NEW) == (None, False)
+    store.confirm(store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY), ALICE, now=1001)
+    store.confirm(store.request(NEW, BOB, "192.0.2.2", now=1000, ttl=DAY), BOB, now=1001)
+    assert postmap_lookup(postfix_config, served, NEW) == (f"{ALICE},{BOB}", False)
+    assert postmap_lookup(postfix_config, served, NEW.upper()) == (f"{ALICE},{BOB}", False)
+    store.remove(NEW, BOB)
+    assert postmap_lookup(postfix_config, served, NEW) == (ALICE, False)
+
+
+def test_a_store_that_cannot_be_read_is_a_lookup_error_not_a_miss(store, served, postfix_config, tmp_path):
+    store.confirm(store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY), ALICE, now=1001)
+    store.close()
+    os.rename(store.path, tmp_path / "moved.sqlite")
+    assert postmap_lookup(postfix_config, served, NEW) == (None, True)
+    assert ask(served, netstring(b"senders " + NEW.encode()))[0].startswith(b"TEMP ")
+    # Back in place, the next lookup finds it: nothing was lost, nothing to restart.
+    os.rename(tmp_path / "moved.sqlite", store.path)
+    assert postmap_lookup(postfix_config, served, NEW) == (ALICE, False)
+
+
+def test_a_corrupt_store_is_a_lookup_error(store, served):
+    store.close()
+    with open(store.path, "r+b") as handle:
+        handle.write(b"this is not SQLite" * 10)
+    assert ask(served, netstring(b"senders " + NEW.encode()))[0].startswith(b"TEMP ")
+
+
+def test_the_providers_own_domains_never_reach_the_store(store, served, postfix_config):
+    store.close()
+    os.unlink(store.path)
+    for key in (ALICE, "alice+tag@runbox.com", "BOB@Hosted.Example", "@runbox.com", "alice"):
+        assert postmap_lookup(postfix_config, served, key) == (None, False), key
+
+
+def test_one_connection_answers_many_lookups_and_a_bad_request_ends_only_its_own(store, served):
+    store.confirm(store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY), ALICE, now=1001)
+    replies = ask(served, netstring(b"senders " + NEW.encode()), netstring(b"senders x@y.example"))
+    assert replies == [b"OK " + ALICE.encode(), b"NOTFOUND "]
+    assert ask(served, netstring(b"other " + NEW.encode()))[0].startswith(b"PERM ")
+    assert ask(served, b"999999999:x,") == []
+    assert ask(served, b"5:senders") == []
+    assert ask(served, netstring(b"senders " + NEW.encode())) == [b"OK " + ALICE.encode()]
+
+
+@pytest.mark.parametrize(
+    ("raw", "payload"),
+    [(b"0:,", b""), (b"3:abc,", b"abc"), (b"", None)],
+)
+def test_netstrings_are_read(raw, payload):
+    assert read_netstring(io.BytesIO(raw)) == payload
+
+
+@pytest.mark.parametrize("raw", [b"3:abc", b"3:abcd", b":abc,", b"x:abc,", b"12", b"1000001:" + b"a" * 10])
+def test_a_malformed_netstring_is_refused(raw):
+    with pytest.raises(NetstringError):
+        read_netstring(io.BytesIO(raw))
