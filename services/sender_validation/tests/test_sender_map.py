@@ -125,3 +125,29 @@ def test_netstrings_are_read(raw, payload):
 def test_a_malformed_netstring_is_refused(raw):
     with pytest.raises(NetstringError):
         read_netstring(io.BytesIO(raw))
+
+
+def test_a_connection_that_stays_open_sees_the_store_moved_and_restored(store, served, tmp_path):
+    """Postfix keeps its connection: a move, and a restore of another file over
+    the path, count at the next lookup on it."""
+    store.confirm(store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY), ALICE, now=1001)
+    store.close()
+    backup = tmp_path / "backup.sqlite"
+    shutil.copyfile(store.path, backup)
+    with socket.socket(socket.AF_UNIX) as client:
+        client.connect(served)
+        stream = client.makefile("rb")
+
+        def lookup():
+            client.sendall(netstring(b"senders " + NEW.encode()))
+            return read_netstring(stream)
+
+        assert lookup() == b"OK " + ALICE.encode()
+        os.rename(store.path, tmp_path / "moved.sqlite")
+        assert lookup().startswith(b"TEMP ")
+        restored = type(store)(store.path)
+        restored.migrate()
+        restored.close()
+        assert lookup() == b"NOTFOUND "
+        os.replace(backup, store.path)
+        assert lookup() == b"OK " + ALICE.encode()
