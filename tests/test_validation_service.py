@@ -10,12 +10,18 @@ import base64
 import json
 import pathlib
 import re
+import shlex
 import time
 import uuid
 
 import pytest
 from host_probe import session
 
+# One parameterized statement on the store, as its owner (files SQLite creates
+# beside it, -wal and -shm, stay the service's): STORE_SQL STORE SQL PARAMETER...
+STORE_SQL = "runuser -u sender-validation -- python3 -c " + shlex.quote(
+    "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); db.execute(sys.argv[2], sys.argv[3:]); db.commit()"
+)
 WEB_CLIENT_B64 = base64.b64encode((pathlib.Path(__file__).parent / "web_client.py").read_bytes()).decode()
 
 
@@ -138,8 +144,8 @@ def test_an_unreadable_store_defers_external_senders_but_not_the_accounts_own(we
     store = host.ansible.get_variables().get("submission_validation_store", "/var/lib/sender-validation/senders.sqlite")
     validated = new_address()
     # Seeded as the inventory's external senders are.
-    insert = "INSERT INTO validated_senders VALUES ('%s', '%s', 'inventory', 0)" % (validated, account.address)
-    host.check_output("sqlite3 %s %s", store, insert)
+    insert = "INSERT INTO validated_senders VALUES (?, ?, 'inventory', 0)"
+    host.check_output(STORE_SQL + " %s %s %s %s", store, insert, validated, account.address)
     try:
         assert rcpt_code(probe, deployment, account, validated)[0] == 250
         mode = host.check_output("stat -c %%a %s", store)
@@ -154,4 +160,4 @@ def test_an_unreadable_store_defers_external_senders_but_not_the_accounts_own(we
         assert own[0] == 250, f"the account's own address with the store unreadable: {own}"
         assert rcpt_code(probe, deployment, account, validated)[0] == 250, "readable again, the store lost nothing"
     finally:
-        host.run("sqlite3 %s %s", store, f"DELETE FROM validated_senders WHERE sender = '{validated}'")
+        host.run(STORE_SQL + " %s %s %s", store, "DELETE FROM validated_senders WHERE sender = ?", validated)
