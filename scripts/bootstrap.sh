@@ -16,7 +16,9 @@ command -v git >/dev/null || need_packages+=(git)
 # The module's unit tests and the benchmark run Postfix's real postmap here; the
 # validation service's tests read its SQLite store through postmap and check
 # logins against a real Dovecot auth service, which they start themselves.
-for pkg in postfix postfix-lmdb postfix-cdb postfix-sqlite dovecot-core; do
+# The validation service's browser test drives Debian's Chromium (never a
+# downloaded one) and gives it the test CA with NSS's certutil.
+for pkg in postfix postfix-lmdb postfix-cdb postfix-sqlite dovecot-core chromium chromium-driver libnss3-tools; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need_packages+=("$pkg")
 done
 if [ ${#need_packages[@]} -gt 0 ]; then

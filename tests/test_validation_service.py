@@ -9,13 +9,12 @@ test sink's Maildir where the confirmation message arrives.
 import base64
 import json
 import pathlib
-import re
 import shlex
 import time
 import uuid
 
 import pytest
-from host_probe import session
+from validation_flow import confirmation_link, new_address, rcpt_code
 
 # One parameterized statement on the store, as its owner (files SQLite creates
 # beside it, -wal and -shm, stay the service's): STORE_SQL STORE SQL PARAMETER...
@@ -65,37 +64,6 @@ class WebSession:
     def log_in(self, account):
         answer = self.post_form("/login", "/login", login=account.login, password=account.password, next="")
         assert answer["status"] == 302, f"login as {account.login}: {answer['status']} {answer['body'][:300]}"
-
-
-def rcpt_code(probe, deployment, account, sender):
-    endpoint = deployment.endpoints[0]
-    result = probe.one(
-        session(
-            endpoint,
-            login=account.login,
-            password=account.password,
-            mail_from=sender,
-            rcpt_to=[deployment.recipient],
-        )
-    )
-    return (result.get("rcpt") or [[result.get("mail", [0])[0], str(result)]])[0]
-
-
-def confirmation_link(host, sink, sender, base_url, timeout=60):
-    """The link in the confirmation message to sender, from the test sink."""
-    pattern = re.escape(base_url) + r"/confirm/[A-Za-z0-9_-]+"
-    for _ in range(timeout):
-        found = host.run("grep -rlF -- %s %s", f"To: {sender}", sink)
-        for path in found.stdout.split():
-            link = re.search(pattern, host.file(path).content_string)
-            if link:
-                return link.group(0)
-        time.sleep(1)
-    raise AssertionError(f"no confirmation message to {sender} in {sink} after {timeout} s")
-
-
-def new_address():
-    return f"web-{uuid.uuid4().hex[:12]}@gmail.example"
 
 
 def test_a_user_validates_an_address_by_link_and_postfix_honours_it(web, host, probe, deployment, sink):
