@@ -25,6 +25,11 @@ description:
     copy of the compiled map instead of a full rebuild.
   - Runs against the same table serialise on a lock, so concurrent runs do not lose each other's entries.
   - Postfix daemons notice a replaced map by themselves; no reload is needed.
+  - With O(store) instead of O(path), it manages the same pairs in the validation service's SQLite store
+    (role C(submission_validation)), where Postfix sees a change at the next lookup. Pairs it adds are marked
+    as the inventory's. It removes a pair that a user validated by link only when an absent entry names it;
+    O(exclusive) replaces the inventory's pairs and leaves the users' alone. All changes are one transaction;
+    check mode rolls it back.
 author:
   - smtp-submission developers
 attributes:
@@ -44,8 +49,15 @@ options:
     description:
       - The table's source file. The compiled map is C(path) plus C(.lmdb), C(.db) or C(.cdb).
       - Its directory must exist.
+      - Exactly one of O(path) and O(store) is required.
     type: path
-    required: true
+  store:
+    description:
+      - The validation service's SQLite store, instead of a table file. It must exist with its schema (the
+        service creates it). Keys are full addresses there; C(@domain) keys are refused.
+      - O(type), O(incremental_limit), O(postfix_config_dir) and the file attributes do not apply.
+    type: path
+    version_added: 0.2.0
   entries:
     description:
       - Pairs to add (C(state=present)) or remove (C(state=absent)).
@@ -77,6 +89,7 @@ options:
     description:
       - If C(true), the table holds exactly the present entries and the pairs of C(src); every other pair
         is removed.
+      - With O(store), the pairs users validated by link stay; only the inventory's are replaced.
     type: bool
     default: false
   type:
@@ -125,6 +138,14 @@ EXAMPLES = r"""
       - sender: alice.ext@gmail.example
         state: absent
 
+- name: Seed the validation service's store with the inventory's external senders, keeping what users validated
+  mailops.submission.sender_allowlist:
+    store: /var/lib/sender-validation/senders.sqlite
+    entries:
+      - sender: alice.ext@gmail.example
+        login: alice@runbox.com
+    exclusive: true
+
 - name: Load a whole table from a file on the target, dropping every pair not in it
   mailops.submission.sender_allowlist:
     path: /etc/postfix/submission/sender_logins_validated
@@ -159,7 +180,7 @@ keys:
   sample: 3
 map:
   description: Path of the compiled map.
-  returned: always
+  returned: when O(path) is given
   type: str
   sample: /etc/postfix/submission/sender_logins_accounts.lmdb
 rebuild:
@@ -178,6 +199,7 @@ import gc
 import hashlib
 import os
 import shutil
+import sqlite3
 import tempfile
 import time
 
@@ -193,6 +215,14 @@ from ansible_collections.mailops.submission.plugins.module_utils.sender_table im
     apply_changes,
     count_pairs,
     normalize_entry,
+)
+from ansible_collections.mailops.submission.plugins.module_utils.store_senders import (
+    StoreError,
+    keep_owner,
+    open_store,
+    plan_changes,
+    read_rows,
+    write_changes,
 )
 from ansible_collections.mailops.submission.plugins.module_utils.table_source import (
     find_line,
@@ -499,6 +529,78 @@ def check_params(params):
     return entries, input_digest(entries, src_digest, params["exclusive"], params["type"])
 
 
+def update_store(module, entries):
+    """The store's changes, made in one transaction (rolled back in check mode); the module's results."""
+    params = module.params
+    for index, (sender, _login, _state) in enumerate(entries):
+        if sender.startswith("@"):
+            raise TableError(f"entries[{index}] (sender {sender!r}): the store holds addresses, not @domain keys")
+    bulk_pairs = set()
+    if params["src"]:
+        try:
+            with open(params["src"], encoding="utf-8") as handle:
+                bulk = parse_table(handle.read(), f"src {params['src']}")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise TableError(f"src {params['src']!r} cannot be read: {exc}") from None
+        bulk_pairs = {(sender, login) for sender, logins in bulk.items() for login in logins.split(",")}
+        domain_keys = sorted(sender for sender, _ in bulk_pairs if sender.startswith("@"))
+        if domain_keys:
+            raise TableError(f"src {params['src']}: the store holds addresses, not @domain keys ({domain_keys[0]})")
+    try:
+        db = open_store(params["store"])
+    except StoreError as exc:
+        raise TableError(str(exc)) from None
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        inventory, user = read_rows(db)
+        changes = plan_changes(inventory, user, entries, bulk_pairs, params["exclusive"])
+        result = {
+            "changed": bool(changes.insert or changes.delete),
+            "added": len(changes.insert),
+            "removed": len(changes.delete),
+            "pairs": changes.pairs,
+            "keys": changes.keys,
+        }
+        if module._diff:
+            result["diff"] = {
+                "before_header": f"{params['store']} (pairs removed)",
+                "after_header": f"{params['store']} (pairs added)",
+                "before": "".join(f"{s} {lg}\n" for s, lg in sorted(changes.delete)[:1000]),
+                "after": "".join(f"{s} {lg}\n" for s, lg in sorted(changes.insert)[:1000]),
+            }
+        if result["changed"] and not module.check_mode:
+            write_changes(db, changes, int(time.time()))
+            db.execute("COMMIT")
+        else:
+            db.execute("ROLLBACK")
+        keep_owner(params["store"])
+    except sqlite3.Error as exc:
+        raise TableError(f"store {params['store']} left unchanged: {exc}") from None
+    finally:
+        db.close()
+    return result
+
+
+def update_table(module, result):
+    """The table file's and map's changes, made unless in check mode, into result."""
+    path = module.params["path"]
+    entries, digest = check_params(module.params)
+    files = TableFiles(module, path, module.params["type"])
+    result["map"] = files.map
+    with contextlib.ExitStack() as cleanup:
+        cleanup.enter_context(directory_lock(files.directory))
+        plan = plan_update(module, files, entries, digest, cleanup)
+        result.update(plan.report(module._diff, path))
+        if plan.changes is not None and not module.check_mode:
+            stamp = time.time_ns()
+            data = header(digest, plan.body, plan.keys, plan.pairs, stamp) + plan.body
+            try:
+                files.replace(data, plan, stamp)
+            except OSError as exc:
+                raise TableError(f"{path} left unchanged: {exc}") from None
+    result["changed"] = set_attributes(module, files, result["changed"])
+
+
 def set_attributes(module, files, changed):
     """Owner, group, mode and the like, on the source and the map; whether anything changed."""
     for target in (files.path, files.map):
@@ -514,7 +616,8 @@ def main():
     gc.disable()
     module = AnsibleModule(
         argument_spec={
-            "path": {"type": "path", "required": True},
+            "path": {"type": "path"},
+            "store": {"type": "path"},
             "entries": {
                 "type": "list",
                 "elements": "dict",
@@ -534,26 +637,18 @@ def main():
         },
         add_file_common_args=True,
         supports_check_mode=True,
+        required_one_of=[("path", "store")],
+        mutually_exclusive=[("path", "store")],
     )
-    path = module.params["path"]
-    result = {"changed": False, "path": path, "added": 0, "removed": 0, "rebuild": "none"}
+    target = {"store": module.params["store"]} if module.params["store"] else {"path": module.params["path"]}
+    result = dict(target, changed=False, added=0, removed=0, rebuild="none")
     error = None
     try:
-        entries, digest = check_params(module.params)
-        files = TableFiles(module, path, module.params["type"])
-        result["map"] = files.map
-        with contextlib.ExitStack() as cleanup:
-            cleanup.enter_context(directory_lock(files.directory))
-            plan = plan_update(module, files, entries, digest, cleanup)
-            result.update(plan.report(module._diff, path))
-            if plan.changes is not None and not module.check_mode:
-                stamp = time.time_ns()
-                data = header(digest, plan.body, plan.keys, plan.pairs, stamp) + plan.body
-                try:
-                    files.replace(data, plan, stamp)
-                except OSError as exc:
-                    raise TableError(f"{path} left unchanged: {exc}") from None
-        result["changed"] = set_attributes(module, files, result["changed"])
+        if module.params["store"]:
+            entries = [normalize_entry(i, e) for i, e in enumerate(module.params["entries"])]
+            result.update(update_store(module, entries))
+        else:
+            update_table(module, result)
     except TableError as exc:
         error = str(exc)
     if error is not None:
