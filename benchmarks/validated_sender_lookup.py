@@ -4,7 +4,8 @@ Runs on the host under test, against its own Postfix over loopback (stdlib
 only, so the host's python3 runs it from stdin):
 
     docker exec -i -e SMTP_PASSWORD mta-debian12 python3 - --login alice \
-        --table-sender alice.ext@gmail.example --store-sender bench@store.example < benchmarks/validated_sender_lookup.py
+        --table-sender alice.ext@gmail.example --store-sender bench@store.example \
+        < benchmarks/validated_sender_lookup.py
 
 One authenticated STARTTLS session; then, for every round, a transaction
 (MAIL FROM, RCPT TO, RSET) as a sender that the lmdb table of inventory senders
