@@ -1,4 +1,4 @@
-"""playbooks/allowlist.yml applied a data file: the validated table holds its
+"""playbooks/allowlist.yml applied a data file: the tables Postfix reads hold its
 pairs, and the logins send (or are refused) accordingly.
 
 The data file is the one given to the playbook; its path is in
@@ -16,8 +16,6 @@ from host_probe import session
 
 pytestmark = pytest.mark.allowlist_data
 
-VALIDATED_TABLE = "/etc/postfix/submission/sender_logins_validated"
-
 
 @pytest.fixture(scope="module")
 def changes():
@@ -30,10 +28,16 @@ def changes():
     return pairs
 
 
-def test_the_validated_table_holds_the_data_files_pairs(host, changes):
+def test_the_tables_postfix_reads_hold_the_data_files_pairs(host, changes):
+    """Each table of smtpd_sender_login_maps, asked as Postfix asks it: the
+    validated pairs are in the lmdb table or in the validation service's store."""
+    tables = [t.strip() for t in host.check_output("postconf -h smtpd_sender_login_maps").split(", ")]
     for pair in changes:
-        found = host.run("postmap -q %s lmdb:%s", pair["sender"].lower(), VALIDATED_TABLE)
-        logins = found.stdout.strip().split(",") if found.rc == 0 else []
+        logins = []
+        for table in tables:
+            found = host.run("postmap -q %s %s", pair["sender"].lower(), table)
+            assert found.rc in (0, 1), f"{table}: {found.stderr}"
+            logins += found.stdout.strip().split(",") if found.rc == 0 else []
         if pair.get("state", "present") == "present":
             assert pair["login"] in logins, f"{pair['sender']}: {pair['login']} not in {logins}"
         else:
