@@ -28,10 +28,24 @@ def changes():
     return pairs
 
 
+def top_level_items(value):
+    """A Postfix list's items, commas or spaces apart, a {...} group kept whole."""
+    items, depth, current = [], 0, ""
+    for char in value:
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if depth == 0 and char in ", \t":
+            if current:
+                items.append(current)
+            current = ""
+        else:
+            current += char
+    return items + ([current] if current else [])
+
+
 def test_the_tables_postfix_reads_hold_the_data_files_pairs(host, changes):
     """Each table of smtpd_sender_login_maps, asked as Postfix asks it: the
     validated pairs are in the lmdb table or in the validation service's store."""
-    tables = [t.strip() for t in host.check_output("postconf -h smtpd_sender_login_maps").split(", ")]
+    tables = top_level_items(host.check_output("postconf -h smtpd_sender_login_maps"))
     for pair in changes:
         logins = []
         for table in tables:
