@@ -40,20 +40,24 @@ class Web:
         self.host, self.base_url = host, base_url
         self.jar_dir = host.check_output("mktemp -d /tmp/web-tests.XXXXXX")
 
-    def session(self):
-        return WebSession(self, f"{self.jar_dir}/{uuid.uuid4().hex}.jar")
+    def session(self, source=None):
+        """A new session; with source, its connections come from that local address."""
+        return WebSession(self, f"{self.jar_dir}/{uuid.uuid4().hex}.jar", source)
 
 
 class WebSession:
-    def __init__(self, web, jar):
-        self.web, self.jar = web, jar
+    def __init__(self, web, jar, source=None):
+        self.web, self.jar, self.source = web, jar, source
 
     def call(self, method, path, form=None):
         url = path if path.startswith("https://") else self.web.base_url + path
         args = [self.jar, method, url] + ([json.dumps(form)] if form is not None else [])
-        cmd = self.web.host.run(
-            'python3 -c "$(echo %s | base64 -d)" ' + " ".join(["%s"] * len(args)), WEB_CLIENT_B64, *args
-        )
+        run = 'python3 -c "$(echo %s | base64 -d)" ' + " ".join(["%s"] * len(args))
+        if self.source:
+            run, args = "WEB_CLIENT_SOURCE=%s " + run, [self.source, WEB_CLIENT_B64, *args]
+        else:
+            args = [WEB_CLIENT_B64, *args]
+        cmd = self.web.host.run(run, *args)
         assert cmd.rc == 0, f"web client failed: {cmd.stderr}"
         return json.loads(cmd.stdout)
 
@@ -129,3 +133,20 @@ def test_an_unreadable_store_defers_external_senders_but_not_the_accounts_own(we
         assert rcpt_code(probe, deployment, account, validated)[0] == 250, "readable again, the store lost nothing"
     finally:
         host.run(STORE_SQL + " %s %s %s", store, "DELETE FROM validated_senders WHERE sender = ?", validated)
+
+
+def test_failed_web_logins_slow_that_client_address_and_no_other(web, deployment):
+    """Dovecot's failure penalty counts the client's address, which nginx hands
+    to the service: an attacker's address is slowed, a user elsewhere is not."""
+    account = deployment.accounts[-1]
+    attacker = web.session(source="127.0.0.61")
+    start = time.monotonic()
+    for attempt in range(2):
+        answer = attacker.post_form("/login", "/login", login=account.login, password=f"wrong-{attempt}", next="")
+        assert answer["status"] == 200 and "/login" in answer["body"], f"a wrong password was not refused: {answer}"
+    attacker_seconds = time.monotonic() - start
+    start = time.monotonic()
+    web.session(source="127.0.0.62").log_in(account)
+    honest_seconds = time.monotonic() - start
+    assert attacker_seconds >= 2 * 2 * 0.9, f"two failed logins took {attacker_seconds:.2f} s"
+    assert honest_seconds < 1.5, f"a login from another address took {honest_seconds:.2f} s"

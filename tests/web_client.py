@@ -4,12 +4,18 @@ read from the page, certificates verified against the system trust store.
 
     python3 web_client.py JAR METHOD URL [FORM_JSON]
 
+With WEB_CLIENT_SOURCE set, connections come from that local address (a
+client address of the test's choosing, for the per-address controls).
+
 FORM_JSON's fields are posted as a form; a field "csrf": "from:URL" takes the
 token from that page first. Prints one JSON object: status, location, body.
 """
 
+import functools
+import http.client
 import http.cookiejar
 import json
+import os
 import re
 import ssl
 import sys
@@ -23,6 +29,16 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+class SourceHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, context, source):
+        super().__init__(context=context)
+        self.source = source
+
+    def https_open(self, req):
+        connection = functools.partial(http.client.HTTPSConnection, source_address=(self.source, 0))
+        return self.do_open(connection, req, context=self._context)
+
+
 def opener(jar_path):
     jar = http.cookiejar.LWPCookieJar(jar_path)
     try:
@@ -30,7 +46,9 @@ def opener(jar_path):
     except FileNotFoundError:
         pass
     context = ssl.create_default_context()
-    handlers = [urllib.request.HTTPSHandler(context=context), urllib.request.HTTPCookieProcessor(jar), NoRedirect]
+    source = os.environ.get("WEB_CLIENT_SOURCE")
+    https = SourceHTTPSHandler(context, source) if source else urllib.request.HTTPSHandler(context=context)
+    handlers = [https, urllib.request.HTTPCookieProcessor(jar), NoRedirect]
     return urllib.request.build_opener(*handlers), jar
 
 

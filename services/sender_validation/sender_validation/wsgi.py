@@ -12,6 +12,7 @@ from sender_validation.dovecot_auth import DovecotAuth
 from sender_validation.service import SenderService
 from sender_validation.store import Store
 from sender_validation.web import create_app
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 _config = configuration.load(os.environ.get("SENDER_VALIDATION_CONFIG", "/etc/sender-validation/config.json"))
 app = create_app(
@@ -19,3 +20,7 @@ app = create_app(
     DovecotAuth(_config["auth_socket"]),
     _config,
 )
+# gunicorn listens on a unix socket that only nginx reaches, and nginx sets
+# X-Forwarded-For to the client's address alone: that is the address Dovecot's
+# failure penalty counts, and the one the confirmation mail names.
+app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
