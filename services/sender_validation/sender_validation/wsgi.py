@@ -7,12 +7,13 @@ The configuration file is SENDER_VALIDATION_CONFIG (default
 
 import os
 
+from werkzeug.middleware.proxy_fix import ProxyFix
+
 from sender_validation import config as configuration
 from sender_validation.dovecot_auth import DovecotAuth
 from sender_validation.service import SenderService
 from sender_validation.store import Store
 from sender_validation.web import create_app
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 _config = configuration.load(os.environ.get("SENDER_VALIDATION_CONFIG", "/etc/sender-validation/config.json"))
 app = create_app(
