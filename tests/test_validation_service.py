@@ -137,16 +137,18 @@ def test_an_unreadable_store_defers_external_senders_but_not_the_accounts_own(we
 
 def test_failed_web_logins_slow_that_client_address_and_no_other(web, deployment):
     """Dovecot's failure penalty counts the client's address, which nginx hands
-    to the service: an attacker's address is slowed, a user elsewhere is not."""
+    to the service. After failures from one address, a right password from it
+    (a user behind the same NAT) is slowed but gets in; from another address it
+    is not slowed at all."""
     account = deployment.accounts[-1]
     attacker = web.session(source="127.0.0.61")
-    start = time.monotonic()
     for attempt in range(2):
         answer = attacker.post_form("/login", "/login", login=account.login, password=f"wrong-{attempt}", next="")
         assert answer["status"] == 200 and "/login" in answer["body"], f"a wrong password was not refused: {answer}"
-    attacker_seconds = time.monotonic() - start
-    start = time.monotonic()
-    web.session(source="127.0.0.62").log_in(account)
-    honest_seconds = time.monotonic() - start
-    assert attacker_seconds >= 2 * 2 * 0.9, f"two failed logins took {attacker_seconds:.2f} s"
-    assert honest_seconds < 1.5, f"a login from another address took {honest_seconds:.2f} s"
+    timings = {}
+    for label, source in (("same address", "127.0.0.61"), ("other address", "127.0.0.62")):
+        start = time.monotonic()
+        web.session(source=source).log_in(account)
+        timings[label] = time.monotonic() - start
+    assert timings["same address"] >= 1.8, f"no penalty on the failing address: {timings}"
+    assert timings["other address"] < 1.5, f"a login from another address was slowed: {timings}"
