@@ -83,6 +83,10 @@ class SenderService:
         """(validated, pending) addresses of a login."""
         return self.store.senders(login, self.now())
 
+    def provided(self, login):
+        """The addresses the provider set for a login: listed, not removable by the user."""
+        return self.store.provided(login)
+
     def remove(self, login, raw_sender):
         try:
             sender = normalize_sender(raw_sender)

@@ -165,11 +165,21 @@ class Store:
         ]
         return validated, pending
 
+    def provided(self, login):
+        """The validated senders of a login that the provider set (the inventory's), sorted."""
+        rows = self.db.execute(
+            "SELECT sender FROM validated_senders WHERE login = ? AND source = 'inventory' ORDER BY sender", (login,)
+        )
+        return [r[0] for r in rows]
+
     def remove(self, sender, login):
-        """Remove a validated sender or a pending request of a login; whether anything went."""
+        """Remove a sender the login validated, or its pending request; whether anything went.
+
+        What the provider set stays: Ansible's inventory owns it.
+        """
         with self.transaction():
             gone = self.db.execute(
-                "DELETE FROM validated_senders WHERE sender = ? AND login = ?", (sender, login)
+                "DELETE FROM validated_senders WHERE sender = ? AND login = ? AND source = 'user'", (sender, login)
             ).rowcount
             gone += self._drop_request(sender, login)
         return gone > 0

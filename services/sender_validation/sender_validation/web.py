@@ -47,6 +47,7 @@ def create_app(service, auth, config):
     # nginx on the same host is the one proxy: its X-Forwarded-For is the client.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
     app.jinja_env.globals["csrf_token"] = csrf_token
+    app.jinja_env.globals["service_name"] = config["service_name"]
     app.before_request(check_csrf)
     app.after_request(security_headers)
     app.register_blueprint(pages)
@@ -156,11 +157,18 @@ def logout():
     return redirect(url_for("pages.login_page"))
 
 
+def render_senders(login, message):
+    validated, pending = deps().service.senders(login)
+    provided = deps().service.provided(login)
+    return render_template(
+        "senders.html", login=login, validated=validated, pending=pending, provided=provided, message=message
+    )
+
+
 @pages.get("/")
 @login_required
 def senders_page(login):
-    validated, pending = deps().service.senders(login)
-    return render_template("senders.html", login=login, validated=validated, pending=pending, message=None)
+    return render_senders(login, None)
 
 
 @pages.post("/senders/add")
@@ -172,11 +180,7 @@ def add_sender(login):
         status = 200
     except InputError as exc:
         message, status = str(exc), 400
-    validated, pending = deps().service.senders(login)
-    return (
-        render_template("senders.html", login=login, validated=validated, pending=pending, message=message),
-        status,
-    )
+    return render_senders(login, message), status
 
 
 @pages.post("/senders/remove")
@@ -243,7 +247,7 @@ def api_senders(login):
         validated, pending = deps().service.senders(login)
         return jsonify(address=sender, validated=validated, pending=pending), 202
     validated, pending = deps().service.senders(login)
-    return jsonify(login=login, validated=validated, pending=pending)
+    return jsonify(login=login, validated=validated, pending=pending, provided=deps().service.provided(login))
 
 
 @api.delete("/senders/<address>")

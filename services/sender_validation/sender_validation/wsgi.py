@@ -7,8 +7,6 @@ The configuration file is SENDER_VALIDATION_CONFIG (default
 
 import os
 
-from werkzeug.middleware.proxy_fix import ProxyFix
-
 from sender_validation import config as configuration
 from sender_validation.dovecot_auth import DovecotAuth
 from sender_validation.service import SenderService
@@ -21,7 +19,3 @@ app = create_app(
     DovecotAuth(_config["auth_socket"]),
     _config,
 )
-# gunicorn listens on a unix socket that only nginx reaches, and nginx sets
-# X-Forwarded-For to the client's address alone: that is the address Dovecot's
-# failure penalty counts, and the one the confirmation mail names.
-app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)

@@ -9,12 +9,18 @@ from sender_validation.dovecot_auth import DovecotAuth
 from sender_validation.service import SenderService, Settings
 from sender_validation.web import create_app
 
-ALICE_PW, BOB_PW = "alice-Test-pw1", "bob-Test-pw2"
+ALICE, ALICE_PW, BOB_PW = "alice@runbox.com", "alice-Test-pw1", "bob-Test-pw2"
 LISTENERS = [
     {"hostname": "smtp.runbox.com", "ports": [25, 26, 587], "tls": "starttls"},
     {"hostname": "secure.runbox.com", "ports": [25, 26, 587], "implicit_tls_ports": [465], "tls": "required"},
 ]
-CONFIG = {"secret_key": "k" * 32, "primary_domain": "runbox.com", "listeners": LISTENERS, "cookie_secure": False}
+CONFIG = {
+    "secret_key": "k" * 32,
+    "primary_domain": "runbox.com",
+    "listeners": LISTENERS,
+    "cookie_secure": False,
+    "service_name": "Runbox",
+}
 
 
 @pytest.fixture
@@ -163,7 +169,7 @@ def test_the_api_lists_adds_and_removes_with_basic_auth(web):
     assert added.status_code == 202 and added.json["pending"] == ["api@gmail.example"]
     assert len(sent) == 1 and "Set-Cookie" not in added.headers
     listed = client.get("/api/senders", auth=("alice", ALICE_PW)).json
-    assert listed == {"login": "alice@runbox.com", "validated": [], "pending": ["api@gmail.example"]}
+    assert listed == {"login": ALICE, "validated": [], "pending": ["api@gmail.example"], "provided": []}
     assert client.post("/api/senders", json={"address": "x@runbox.com"}, auth=("alice", ALICE_PW)).status_code == 400
     assert client.delete("/api/senders/api@gmail.example", auth=("alice", ALICE_PW)).status_code == 204
     assert client.delete("/api/senders/api@gmail.example", auth=("alice", ALICE_PW)).status_code == 404
@@ -174,3 +180,19 @@ def test_pages_keep_the_token_out_of_referers(web):
     headers = app.test_client().get("/login").headers
     assert headers["Referrer-Policy"] == "no-referrer"
     assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+
+
+def test_an_address_the_provider_set_is_listed_and_cannot_be_removed(web, store):
+    app, _ = web
+    with store.transaction():
+        store.db.execute(
+            "INSERT INTO validated_senders VALUES ('alice.ext@gmail.example', ?, 'inventory', 1)", (ALICE,)
+        )
+    alice = app.test_client()
+    log_in(alice, "alice", ALICE_PW)
+    listed = validated(alice)
+    assert b"alice.ext@gmail.example" in listed and b"set up by Runbox" in listed and b"Remove" not in listed
+    page = alice.get("/")
+    alice.post("/senders/remove", data={"address": "alice.ext@gmail.example", "csrf": csrf(page)})
+    assert b"alice.ext@gmail.example" in validated(alice)
+    assert store.senders(ALICE, now=2) == (["alice.ext@gmail.example"], [])
