@@ -214,6 +214,14 @@ def confirm(token):
     if pending is None:
         return render_template("confirm_gone.html"), 404
     if request.form.get("action") == "not-me":
+        # Link scanners submit forms too, but do not type the address: without
+        # it, a scanner would cancel the request and block the login for a month.
+        if request.form.get("address", "").strip().lower() != pending.sender:
+            error = "Type the address this message came to, to report that you did not ask."
+            page = render_template(
+                "confirm.html", request_=pending, token=token, login=current_login(), not_me_error=error
+            )
+            return page, 400
         deps().service.not_me(token)
         return render_template("confirm_done.html", sender=pending.sender, login=pending.login, refused=True)
     if current_login() != pending.login:

@@ -95,6 +95,36 @@ def test_a_scanner_without_a_session_opens_and_submits_the_link_and_validates_no
     assert b"alice.new@gmail.example" not in validated(alice)
 
 
+def pending(client):
+    return client.get("/").data.split(b'id="pending"')[1]
+
+
+def test_a_scanner_that_presses_not_me_cancels_nothing_and_the_owner_still_confirms(web):
+    app, sent = web
+    alice, path = alice_asks(app, sent)
+    scanner = app.test_client()
+    page = scanner.get(path)
+    for typed in ("", "someone@else.example"):
+        pressed = scanner.post(path, data={"action": "not-me", "address": typed, "csrf": csrf(page)})
+        assert pressed.status_code == 400 and b"Type the address" in pressed.data
+    assert b"alice.new@gmail.example" in pending(alice)
+    assert confirm(alice, path).status_code == 200
+    assert b"alice.new@gmail.example" in validated(alice)
+
+
+def test_not_me_with_the_address_typed_cancels_and_blocks_the_login(web):
+    app, sent = web
+    alice, path = alice_asks(app, sent)
+    owner = app.test_client()
+    page = owner.get(path)
+    pressed = owner.post(path, data={"action": "not-me", "address": "Alice.New@gmail.example", "csrf": csrf(page)})
+    assert pressed.status_code == 200
+    assert b"alice.new@gmail.example" not in pending(alice)
+    mails = len(sent)
+    add(alice, "alice.new@gmail.example")
+    assert len(sent) == mails, "a blocked login got another confirmation mail sent"
+
+
 def test_bob_cannot_confirm_alices_request(web):
     app, sent = web
     alice, path = alice_asks(app, sent)
