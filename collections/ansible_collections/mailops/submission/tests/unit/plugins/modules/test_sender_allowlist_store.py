@@ -7,7 +7,8 @@ import pytest
 from allowlist_harness import module_command, module_result
 from sender_validation.store import Store
 
-ALICE, BOB = "alice@runbox.com", "bob@hosted.example"
+ALICE = "alice@runbox.com"
+BOB = "bob@hosted.example"
 DAY = 86400
 
 
