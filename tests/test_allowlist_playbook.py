@@ -49,7 +49,8 @@ def test_the_tables_postfix_reads_hold_the_data_files_pairs(host, changes):
     for pair in changes:
         logins = []
         for table in tables:
-            found = host.run("postmap -q %s %s", pair["sender"].lower(), table)
+            # From the queue directory: socketmap paths there are relative to it, as smtpd sees them.
+            found = host.run('cd "$(postconf -h queue_directory)" && postmap -q %s %s', pair["sender"].lower(), table)
             assert found.rc in (0, 1), f"{table}: {found.stderr}"
             logins += found.stdout.strip().split(",") if found.rc == 0 else []
         if pair.get("state", "present") == "present":

@@ -109,6 +109,15 @@ class Browser:
     def text(self):
         return self.find("body").text
 
+    def submit(self, button):
+        """Click a form's button and wait for the page it leads to."""
+        from selenium.webdriver.support import expected_conditions  # noqa: PLC0415
+        from selenium.webdriver.support.wait import WebDriverWait  # noqa: PLC0415
+
+        page = self.find("html")
+        button.click()
+        WebDriverWait(self.driver, 20).until(expected_conditions.staleness_of(page))
+
     def shot(self, step):
         self.shots += 1
         self.driver.save_screenshot(f"{self.shot_prefix}-{self.shots:02d}-{step}.png")
@@ -123,9 +132,9 @@ def test_a_user_validates_an_address_in_a_browser_and_postfix_honours_it(browser
     browser.find("#login").send_keys(account.login)
     browser.find("#password").send_keys(account.password)
     browser.shot("login")
-    browser.find("#log-in").click()
+    browser.submit(browser.find("#log-in"))
     browser.find("#address").send_keys(sender)
-    browser.find("#add").click()
+    browser.submit(browser.find("#add"))
     assert "confirmation link is on its way" in browser.find("#message").text
     assert sender in browser.find("#pending").text
     browser.shot("pending")
@@ -135,7 +144,7 @@ def test_a_user_validates_an_address_in_a_browser_and_postfix_honours_it(browser
     page = browser.text()
     assert sender in page and account.address in page, page
     browser.shot("confirm")
-    browser.find("#confirm").click()
+    browser.submit(browser.find("#confirm"))
     assert f"may now send as {sender}" in browser.text()
     browser.shot("confirmed")
     assert rcpt_code(probe, deployment, account, sender)[0] == 250, "the confirmed address must be accepted"
@@ -144,6 +153,6 @@ def test_a_user_validates_an_address_in_a_browser_and_postfix_honours_it(browser
     assert sender in browser.find("#validated").text
     browser.shot("validated")
     row = next(li for li in browser.find("#validated").find_elements("css selector", "li") if sender in li.text)
-    row.find_element("css selector", "button.remove").click()
+    browser.submit(row.find_element("css selector", "button.remove"))
     assert sender not in browser.find("#validated").text
     assert rcpt_code(probe, deployment, account, sender)[0] == 553, "a removed address must be refused again"

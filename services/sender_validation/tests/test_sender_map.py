@@ -1,6 +1,5 @@
 """The store as Postfix reads it: the socketmap server, asked by Postfix's own postmap."""
 
-import io
 import os
 import shutil
 import socket
@@ -9,7 +8,7 @@ import threading
 import time
 
 import pytest
-from sender_validation.sender_map import NetstringError, SenderMap, make_server, netstring, read_netstring
+from sender_validation.sender_map import NetstringError, SenderMap, make_server, netstring, split_netstrings
 
 ALICE, BOB = "alice@runbox.com", "bob@hosted.example"
 NEW = "alice.new@gmail.example"
@@ -61,10 +60,11 @@ def ask(socket_path, *payloads):
         for payload in payloads:
             client.sendall(payload)
         client.shutdown(socket.SHUT_WR)
-        stream = client.makefile("rb")
-        replies = []
-        while (reply := read_netstring(stream)) is not None:
-            replies.append(reply)
+        received = b""
+        while data := client.recv(65536):
+            received += data
+        replies, rest = split_netstrings(received)
+        assert rest == b"", f"a reply cut short: {rest!r}"
         return replies
 
 
@@ -114,17 +114,23 @@ def test_one_connection_answers_many_lookups_and_a_bad_request_ends_only_its_own
 
 
 @pytest.mark.parametrize(
-    ("raw", "payload"),
-    [(b"0:,", b""), (b"3:abc,", b"abc"), (b"", None)],
+    ("raw", "payloads", "rest"),
+    [
+        (b"0:,", [b""], b""),
+        (b"3:abc,1:x,", [b"abc", b"x"], b""),
+        (b"3:abc,2:x", [b"abc"], b"2:x"),
+        (b"12", [], b"12"),
+        (b"", [], b""),
+    ],
 )
-def test_netstrings_are_read(raw, payload):
-    assert read_netstring(io.BytesIO(raw)) == payload
+def test_netstrings_are_split_and_a_partial_one_kept(raw, payloads, rest):
+    assert split_netstrings(raw) == (payloads, rest)
 
 
-@pytest.mark.parametrize("raw", [b"3:abc", b"3:abcd", b":abc,", b"x:abc,", b"12", b"1000001:" + b"a" * 10])
+@pytest.mark.parametrize("raw", [b"3:abcd", b":abc,", b"x:abc,", b"1234567", b"1000001:" + b"a" * 10])
 def test_a_malformed_netstring_is_refused(raw):
     with pytest.raises(NetstringError):
-        read_netstring(io.BytesIO(raw))
+        split_netstrings(raw)
 
 
 def test_a_connection_that_stays_open_sees_the_store_moved_and_restored(store, served, tmp_path):
@@ -136,11 +142,13 @@ def test_a_connection_that_stays_open_sees_the_store_moved_and_restored(store, s
     shutil.copyfile(store.path, backup)
     with socket.socket(socket.AF_UNIX) as client:
         client.connect(served)
-        stream = client.makefile("rb")
 
         def lookup():
             client.sendall(netstring(b"senders " + NEW.encode()))
-            return read_netstring(stream)
+            received = b""
+            while not (replies := split_netstrings(received)[0]):
+                received += client.recv(65536)
+            return replies[0]
 
         assert lookup() == b"OK " + ALICE.encode()
         os.rename(store.path, tmp_path / "moved.sqlite")
