@@ -153,3 +153,46 @@ def test_failed_web_logins_slow_that_client_address_and_no_other(web, deployment
         timings[label] = time.monotonic() - start
     assert timings["same address"] >= 1.8, f"no penalty on the failing address: {timings}"
     assert timings["other address"] < 1.5, f"a login from another address was slowed: {timings}"
+
+
+def hosted_account(deployment):
+    return next(a for a in deployment.accounts if not a.address.endswith("@" + deployment.domain))
+
+
+def test_a_link_altered_reused_unsigned_or_pressed_by_another_login_validates_nothing(
+    web, host, probe, deployment, sink
+):
+    owner_account, other_account = hosted_account(deployment), deployment.account(deployment.domain)
+    sender = new_address()
+    owner = web.session()
+    owner.log_in(owner_account)
+    owner.post_form("/", "/senders/add", address=sender)
+    link = confirmation_link(host, sink, sender, web.base_url)
+    path = link[len(web.base_url) :]
+    altered = owner.call("GET", link[:-4] + ("AAAA" if not link.endswith("AAAA") else "BBBB"))
+    assert altered["status"] == 404 and "This link does not work" in altered["body"], altered
+    other = web.session()
+    other.log_in(other_account)
+    assert other.post_form(path, link, action="confirm")["status"] == 403
+    assert owner.call("POST", link, {"action": "confirm"})["status"] == 400, "a POST without its form token"
+    assert rcpt_code(probe, deployment, owner_account, sender)[0] == 553
+    assert owner.post_form(path, link, action="confirm")["status"] == 200
+    assert rcpt_code(probe, deployment, owner_account, sender)[0] == 250
+    reused = owner.post_form("/", link, action="confirm")
+    assert reused["status"] == 404 and "This link does not work" in reused["body"], reused
+    owner.post_form("/", "/senders/remove", address=sender)
+
+
+def test_a_login_gets_three_mails_an_hour_and_the_answer_does_not_tell(web, host, deployment, sink):
+    account = hosted_account(deployment)
+    browser = web.session()
+    browser.log_in(account)
+    senders = [new_address() for _ in range(4)]
+    answers = [browser.post_form("/", "/senders/add", address=sender) for sender in senders]
+    for sender, answer in zip(senders, answers, strict=True):
+        assert answer["status"] == 200 and f"If {sender} accepts mail, a confirmation link" in answer["body"]
+    confirmation_link(host, sink, senders[0], web.base_url)
+    # The mails that go out arrive within a second or two; give the fourth time to.
+    time.sleep(5)
+    mailed = [bool(host.run("grep -rlF -- %s %s", f"To: {sender}", sink).stdout.strip()) for sender in senders]
+    assert mailed[0] and not mailed[-1], f"which of four requests in a row got a mail: {mailed}"
