@@ -1,8 +1,8 @@
 """The store of validated senders and of pending confirmation requests.
 
-Postfix reads ``validated_senders`` directly (``proxy:sqlite:`` on one host,
-``proxy:pgsql:`` in a fleet), so a confirmation or a removal counts at the next
-MAIL FROM, with no rebuild and no reload. The schema is plain SQL that SQLite
+Postfix reads ``validated_senders`` at each lookup (through ``sender_map``, the
+socketmap daemon, on one host), so a confirmation or a removal counts at the
+next MAIL FROM, with no rebuild and no reload. The schema is plain SQL that SQLite
 and PostgreSQL both hold unchanged: text, integers (Unix seconds), primary
 keys. Addresses are stored canonical (lower case, A-label domains, the rule of
 ``sender_address``); a token only as its SHA-256.
@@ -43,7 +43,7 @@ class Store:
     def __init__(self, path, timeout=5.0):
         self.path = path
         self.db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
-        # WAL: Postfix's proxymap reads while the service writes.
+        # WAL: the map Postfix asks reads while the web app writes.
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
 
