@@ -57,6 +57,7 @@ def apply_role(tmp_path, pairs, key_types=("ecdsa", "rsa")):
   gather_facts: false
   vars:
     submission_domain: example.net
+    submission_tls_names: {json.dumps(NAMES)}
     submission_tls_source: files
     submission_tls_dir: {tmp_path}/installed
     submission_tls_files: {files}
