@@ -37,6 +37,10 @@ else
         "${service_packages[@]}" "${fixture_packages[@]}" >>"$root.log" 2>&1 \
         || { umount "$root/proc"; tail -n 30 "$root.log"; exit 1; }
     umount "$root/proc"
+    # Installed, not running: Debian enables nginx, whose default site takes
+    # port 80, which certbot's standalone challenge needs (acme scenario). The
+    # validation role enables it, without that site, where it deploys.
+    chroot "$root" systemctl disable nginx.service >>"$root.log" 2>&1
     rm -f "$root/usr/sbin/policy-rc.d" "$root.log"
     # Units that cannot work inside a container and only slow or break the boot.
     for unit in systemd-remount-fs.service systemd-udevd.service systemd-udev-trigger.service \
