@@ -60,3 +60,13 @@ def session(endpoint, **fields):
     case = {"host": endpoint.hostname, "port": endpoint.port, "starttls": True}
     case.update(fields)
     return case
+
+
+def sender_session(endpoint, account, sender, recipient):
+    """A probe case: account logs in and gives sender as MAIL FROM, for one recipient."""
+    return session(endpoint, login=account.login, password=account.password, mail_from=sender, rcpt_to=[recipient])
+
+
+def first_answer_to_rcpt(result):
+    """[code, text] of a sender_session's first RCPT, or of its MAIL when no RCPT was answered."""
+    return (result.get("rcpt") or [[result.get("mail", [0, ""])[0], str(result)]])[0]

@@ -12,7 +12,7 @@ import pathlib
 
 import pytest
 import yaml
-from host_probe import session
+from host_probe import sender_session
 
 pytestmark = pytest.mark.allowlist_data
 
@@ -65,14 +65,7 @@ def test_logins_send_as_the_data_file_says(probe, deployment, changes):
     unknown = {pair["login"] for pair in changes} - set(by_address)
     assert not unknown, f"the data file names logins without a verification account: {sorted(unknown)}"
     cases = [
-        session(
-            endpoint,
-            login=by_address[pair["login"]].login,
-            password=by_address[pair["login"]].password,
-            mail_from=pair["sender"],
-            rcpt_to=[deployment.recipient],
-        )
-        for pair in changes
+        sender_session(endpoint, by_address[pair["login"]], pair["sender"], deployment.recipient) for pair in changes
     ]
     for pair, result in zip(changes, probe.run(cases), strict=True):
         rcpt = (result.get("rcpt") or [[0, str(result)]])[0]

@@ -8,7 +8,7 @@ Postfix reads the tables: the full address, then without its +tag, then
 """
 
 import pytest
-from host_probe import session
+from host_probe import first_answer_to_rcpt, sender_session, session
 
 
 def owners(accounts):
@@ -63,15 +63,7 @@ def test_every_login_sends_only_as_itself(probe, deployment, accounts):
     for endpoint in deployment.first_endpoint_of_each_listener():
         for account in deployment.accounts:
             for sender in senders:
-                cases.append(
-                    session(
-                        endpoint,
-                        login=account.login,
-                        password=account.password,
-                        mail_from=sender,
-                        rcpt_to=[deployment.recipient],
-                    )
-                )
+                cases.append(sender_session(endpoint, account, sender, deployment.recipient))
                 expected.append((endpoint.label, account, sender, allowed(keys, account.address, sender)))
     assert any(ok for *_, ok in expected) and not all(ok for *_, ok in expected), "the matrix must hold both outcomes"
     failures = []
@@ -79,7 +71,7 @@ def test_every_login_sends_only_as_itself(probe, deployment, accounts):
         if result.get("auth", [0])[0] != 235:
             failures.append(f"{label} {account.login}: login failed: {result}")
             continue
-        rcpt = (result.get("rcpt") or [[result.get("mail", [0, ""])[0], str(result)]])[0]
+        rcpt = first_answer_to_rcpt(result)
         if ok and rcpt[0] != 250:
             failures.append(f"{label} {account.login} as {sender}: refused but is theirs: {rcpt}")
         if not ok and (rcpt[0] != 553 or "5.7.1" not in rcpt[1]):

@@ -5,21 +5,12 @@ import re
 import time
 import uuid
 
-from host_probe import session
+from host_probe import first_answer_to_rcpt, sender_session
 
 
 def rcpt_code(probe, deployment, account, sender):
-    endpoint = deployment.endpoints[0]
-    result = probe.one(
-        session(
-            endpoint,
-            login=account.login,
-            password=account.password,
-            mail_from=sender,
-            rcpt_to=[deployment.recipient],
-        )
-    )
-    return (result.get("rcpt") or [[result.get("mail", [0])[0], str(result)]])[0]
+    result = probe.one(sender_session(deployment.endpoints[0], account, sender, deployment.recipient))
+    return first_answer_to_rcpt(result)
 
 
 def confirmation_link(host, sink, sender, base_url, timeout=60):

@@ -5,7 +5,6 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 
 import pytest
 from sender_validation.sender_map import NetstringError, SenderMap, make_server, netstring, split_netstrings
@@ -27,17 +26,6 @@ def served(store, tmp_path):
     yield path
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture
-def postfix_config(tmp_path):
-    assert POSTMAP, "Postfix's postmap is not installed"
-    config = tmp_path / "postfix"
-    config.mkdir()
-    (config / "main.cf").write_text("")
-    # Postfix programs wait up to 1.5 s while main.cf looks freshly written.
-    os.utime(config / "main.cf", (time.time() - 3600,) * 2)
-    return config
 
 
 def postmap_lookup(config, socket_path, key):

@@ -1,10 +1,8 @@
 """The store: requests, confirmations, refusals, and what Postfix reads from it."""
 
-import os
 import shutil
 import sqlite3
 import subprocess
-import time
 
 import pytest
 from sender_validation.store import MIGRATIONS, Store, token_digest
@@ -89,13 +87,9 @@ def test_a_failed_transaction_leaves_nothing(store):
     assert store.senders(ALICE, now=1001) == ([], [NEW])
 
 
-def test_postfix_reads_a_confirmation_at_once(store, tmp_path):
+def test_postfix_reads_a_confirmation_at_once(store, tmp_path, postfix_config):
     assert POSTMAP, "Postfix's postmap is not installed (scripts/bootstrap.sh installs postfix-sqlite)"
-    config = tmp_path / "postfix"
-    config.mkdir()
-    (config / "main.cf").write_text("")
-    # Postfix programs wait up to 1.5 s while main.cf looks freshly written.
-    os.utime(config / "main.cf", (time.time() - 3600,) * 2)
+    config = postfix_config
     table = tmp_path / "validated.cf"
     table.write_text(f"dbpath = {store.path}\nquery = {store_query('sqlite')}\n")
 
