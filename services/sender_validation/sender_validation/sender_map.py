@@ -13,58 +13,89 @@ their addresses come from the account tables (which Postfix asks first), so
 they keep working, tags and all, whatever state the store is in.
 
 A thread a connection (each smtpd process keeps one open) reads requests with
-plain recv() and answers with one send. Measured on the test containers, a
-round trip takes 65 us: 18 us of socket and loop (as with a constant answer),
-the rest the path check (7 us) and the query (15 us). A selectors loop took
-80 us (benchmarks/README.md).
+plain recv() and answers with one send. Answers are kept until anything
+changes in the store's directory, as the kernel reports it (inotify): a
+commit, a checkpoint, a chmod, a move or a restore over the file. The kernel
+queues that report inside the writer's own write(), rename() or chmod(), before
+they return, and each lookup reads the queue before it trusts a kept answer, so
+a confirmation or a removal still counts at the very next lookup. A kept answer
+costs one read() that finds nothing; a lookup in the store, a stat, an access
+check and a query of SQLite, each slow on a thread that slept between
+Postfix's requests (126 us against 20 us, benchmarks/README.md).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import socket
 import sqlite3
+import struct
+import sys
 import threading
 
+from sender_validation.socketmap_protocol import NetstringError, netstring, split_netstrings
 from sender_validation.validated_store import LOGINS_QUERY
 
 MAP_NAME = "senders"
-# socketmap_table(5): requests are at most 100000 bytes.
-MAX_REQUEST = 100000
-LENGTH_DIGITS = len(str(MAX_REQUEST))
 
 
-class NetstringError(ValueError):
-    pass
+# inotify(7): what in the store's directory makes a kept answer stale.
+IN_MODIFY, IN_ATTRIB, IN_MOVED_FROM, IN_MOVED_TO = 0x2, 0x4, 0x40, 0x80
+IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_MOVE_SELF = 0x100, 0x200, 0x400, 0x800
+IN_Q_OVERFLOW, IN_IGNORED = 0x4000, 0x8000
+WATCHED = IN_MODIFY | IN_ATTRIB | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF
+# The directory itself gone or moved: the watch no longer covers the path.
+WATCH_LOST = IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF
+EVENT_HEADER = struct.Struct("iIII")
+KEPT_ANSWERS = 65536
 
 
-def netstring(payload):
-    return b"%d:%s," % (len(payload), payload)
+class StoreWatch:
+    """A count of the changes in a directory, read without waiting.
 
+    ``generation()`` drains the kernel's queue of inotify events and returns a
+    number that differs from any earlier one if an event came in between.
+    None means that nothing can be kept: inotify was not available, or the
+    directory was deleted or moved away.
+    """
 
-def split_netstrings(buffer):
-    """The complete netstrings' payloads at the start of buffer, and what follows them."""
-    payloads = []
-    while buffer:
-        colon = buffer.find(b":", 0, LENGTH_DIGITS + 1)
-        if colon == -1:
-            if len(buffer) > LENGTH_DIGITS or not buffer.isdigit():
-                raise NetstringError(f"bad length {bytes(buffer[: LENGTH_DIGITS + 1])!r}")
-            break
-        digits = buffer[:colon]
-        if not digits.isdigit():
-            raise NetstringError(f"bad length {bytes(digits)!r}")
-        length = int(digits)
-        if length > MAX_REQUEST:
-            raise NetstringError(f"request of {length} bytes")
-        end = colon + 1 + length
-        if len(buffer) <= end:
-            break
-        if buffer[end : end + 1] != b",":
-            raise NetstringError("request not terminated by ','")
-        payloads.append(bytes(buffer[colon + 1 : end]))
-        buffer = buffer[end + 1 :]
-    return payloads, buffer
+    def __init__(self, directory):
+        self.lock = threading.Lock()
+        self.count = 0
+        self.fd = None
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+            if fd < 0:
+                raise OSError(ctypes.get_errno(), "inotify_init1")
+            if libc.inotify_add_watch(fd, os.fsencode(directory), WATCHED) < 0:
+                error = ctypes.get_errno()
+                os.close(fd)
+                raise OSError(error, f"inotify_add_watch {directory}")
+        except (OSError, AttributeError) as exc:
+            print(f"sender-map: answers are not kept, each lookup reads the store: {exc}", file=sys.stderr)
+            return
+        self.fd = fd
+
+    def generation(self):
+        with self.lock:
+            while self.fd is not None:
+                try:
+                    events = os.read(self.fd, 65536)
+                except BlockingIOError:
+                    break
+                self.count += 1
+                offset = 0
+                while offset < len(events):
+                    _, mask, _, length = EVENT_HEADER.unpack_from(events, offset)
+                    offset += EVENT_HEADER.size + length
+                    if mask & WATCH_LOST and not mask & IN_Q_OVERFLOW:
+                        print("sender-map: the store's directory is gone; answers are no longer kept", file=sys.stderr)
+                        os.close(self.fd)
+                        self.fd = None
+                        break
+            return self.count if self.fd is not None else None
 
 
 class SenderMap:
@@ -74,6 +105,8 @@ class SenderMap:
         self.store_path = store_path
         self.hosted_domains = frozenset(domain.lower() for domain in hosted_domains)
         self.local = threading.local()
+        self.watch = StoreWatch(os.path.dirname(os.path.abspath(store_path)))
+        self.kept = {}
 
     def connection(self):
         """A connection to the store as the path names it now.
@@ -100,7 +133,25 @@ class SenderMap:
             db.close()
 
     def answer(self, request):
-        """The reply payload for one request payload (bytes)."""
+        """The reply payload for one request payload (bytes).
+
+        A kept answer is found by the request as Postfix sent it, before any
+        parsing: the shortest path for the answer asked most.
+        """
+        generation = self.watch.generation()
+        kept = self.kept.get(request)
+        if kept is not None and kept[0] == generation and generation is not None:
+            return kept[1]
+        reply = self.look_up(request)
+        if generation is not None and not reply.startswith(b"TEMP "):
+            if len(self.kept) >= KEPT_ANSWERS:
+                self.kept = {}
+            # Tagged with the generation read before the query: an answer read
+            # while a change came in is never taken for a current one.
+            self.kept[request] = (generation, reply)
+        return reply
+
+    def look_up(self, request):
         name, _, key = request.decode("utf-8", "replace").partition(" ")
         if name != MAP_NAME:
             return b"PERM unknown map " + name.encode("utf-8", "replace")[:100]
@@ -115,34 +166,41 @@ class SenderMap:
         except (sqlite3.Error, OSError) as exc:
             self.drop_connection()
             return b"TEMP the validated-senders store cannot be read: " + str(exc).encode()[:200]
-        if not rows:
-            return b"NOTFOUND "
-        return b"OK " + ",".join(row[0] for row in rows).encode()
+        return b"OK " + ",".join(row[0] for row in rows).encode() if rows else b"NOTFOUND "
 
 
 class Server:
-    """The listening socket, and a thread for each of Postfix's connections."""
+    """The listening sockets, and a thread for each connection to them."""
 
-    def __init__(self, listening, sender_map):
-        self.listening = listening
+    def __init__(self, listenings, sender_map):
+        self.listenings = listenings
         self.sender_map = sender_map
         self.running = False
         self.stopped = threading.Event()
-        # accept() wakes up now and then to see whether shutdown() was called.
-        self.listening.settimeout(0.5)
+        for listening in listenings:
+            # accept() wakes up now and then to see whether shutdown() was called.
+            listening.settimeout(0.5)
 
     def serve_forever(self):
         self.running = True
+        others = [threading.Thread(target=self.accept, args=(one,), daemon=True) for one in self.listenings[1:]]
+        for thread in others:
+            thread.start()
         try:
-            while self.running:
-                try:
-                    connection, _ = self.listening.accept()
-                except TimeoutError:
-                    continue
-                connection.settimeout(None)
-                threading.Thread(target=self.serve, args=(connection,), daemon=True).start()
+            self.accept(self.listenings[0])
         finally:
+            for thread in others:
+                thread.join()
             self.stopped.set()
+
+    def accept(self, listening):
+        while self.running:
+            try:
+                connection, _ = listening.accept()
+            except TimeoutError:
+                continue
+            connection.settimeout(None)
+            threading.Thread(target=self.serve, args=(connection,), daemon=True).start()
 
     def shutdown(self):
         """Stop serve_forever (running in another thread) and wait until it has."""
@@ -150,7 +208,8 @@ class Server:
         self.stopped.wait()
 
     def server_close(self):
-        self.listening.close()
+        for listening in self.listenings:
+            listening.close()
 
     def serve(self, connection):
         buffer = b""
@@ -160,27 +219,32 @@ class Server:
                 if requests:
                     connection.sendall(b"".join(netstring(self.sender_map.answer(r)) for r in requests))
         except (NetstringError, OSError):
-            # Not Postfix, or Postfix gone: the connection is dropped.
+            # Not a socketmap client, or the client gone: the connection is dropped.
             pass
         finally:
             connection.close()
             self.sender_map.drop_connection()
 
 
-def systemd_socket():
-    """The listening socket systemd passed (socket activation), or None."""
-    if os.environ.get("LISTEN_PID") != str(os.getpid()) or os.environ.get("LISTEN_FDS") != "1":
-        return None
-    return socket.socket(fileno=3)
+SD_LISTEN_FDS_START = 3
+
+
+def systemd_sockets():
+    """The listening sockets systemd passed (socket activation), in the unit's order."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return []
+    count = int(os.environ.get("LISTEN_FDS", "0"))
+    return [socket.socket(fileno=SD_LISTEN_FDS_START + index) for index in range(count)]
 
 
 def make_server(sender_map, path=None):
-    """A server on the socket systemd passed, or bound to path."""
-    listening = systemd_socket()
-    if listening is None:
+    """A server on the sockets systemd passed (Postfix's, then the milter's), or bound to path."""
+    listenings = systemd_sockets()
+    if not listenings:
         if path is None:
             raise RuntimeError("no socket: run under systemd's sender-validation-map.socket or give a path")
         listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listening.bind(path)
         listening.listen(64)
-    return Server(listening, sender_map)
+        listenings = [listening]
+    return Server(listenings, sender_map)

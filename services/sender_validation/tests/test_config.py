@@ -9,7 +9,7 @@ import sys
 
 import pytest
 from sender_validation.config import ConfigError, load, service_settings
-from sender_validation.sender_map import netstring
+from sender_validation.socketmap_protocol import netstring
 
 PACKAGE_ROOT = pathlib.Path(__file__).resolve().parents[1]
 LISTENERS = [{"hostname": "smtp.runbox.com", "ports": [25, 26, 587], "tls": "starttls"}]

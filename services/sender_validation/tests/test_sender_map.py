@@ -7,7 +7,8 @@ import subprocess
 import threading
 
 import pytest
-from sender_validation.sender_map import NetstringError, SenderMap, make_server, netstring, split_netstrings
+from sender_validation.sender_map import SenderMap, make_server
+from sender_validation.socketmap_protocol import NetstringError, netstring, split_netstrings
 
 ALICE, BOB = "alice@runbox.com", "bob@hosted.example"
 NEW = "alice.new@gmail.example"
@@ -147,3 +148,55 @@ def test_a_connection_that_stays_open_sees_the_store_moved_and_restored(store, s
         assert lookup() == b"NOTFOUND "
         os.replace(backup, store.path)
         assert lookup() == b"OK " + ALICE.encode()
+
+
+def lookup_on(client, key):
+    """One lookup on a connection that stays open, as smtpd's."""
+    client.sendall(netstring(b"senders " + key.encode()))
+    received = b""
+    while not (replies := split_netstrings(received)[0]):
+        received += client.recv(65536)
+    return replies[0]
+
+
+def test_kept_answers_never_outlive_a_change(store, served):
+    """Answers are kept between changes; every confirmation and removal, made
+    by another connection to the store, counts at the very next lookup."""
+    with socket.socket(socket.AF_UNIX) as client:
+        client.connect(served)
+        for round_number in range(100):
+            assert lookup_on(client, NEW) == b"NOTFOUND ", round_number
+            assert lookup_on(client, NEW) == b"NOTFOUND ", round_number
+            store.confirm(store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY), ALICE, now=1001)
+            assert lookup_on(client, NEW) == b"OK " + ALICE.encode(), round_number
+            assert lookup_on(client, NEW) == b"OK " + ALICE.encode(), round_number
+            store.remove(NEW, ALICE)
+
+
+def test_answers_are_kept_until_the_store_changes(store, tmp_path):
+    sender_map = SenderMap(store.path, HOSTED)
+    store.confirm(store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY), ALICE, now=1001)
+    request = b"senders " + NEW.encode()
+    assert sender_map.answer(request) == b"OK " + ALICE.encode()
+    before = sender_map.watch.generation()
+    assert before is not None
+    assert sender_map.answer(request) == b"OK " + ALICE.encode()
+    assert sender_map.kept[request] == (before, b"OK " + ALICE.encode())
+    os.chmod(store.path, 0o600)
+    assert sender_map.watch.generation() != before
+
+
+def test_a_store_directory_moved_away_is_read_at_each_lookup(store, tmp_path):
+    """The watch covers the directory; once it is gone nothing is kept, and the
+    path, now empty, is a lookup error."""
+    sender_map = SenderMap(store.path, HOSTED)
+    store.confirm(store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY), ALICE, now=1001)
+    store.close()
+    request = b"senders " + NEW.encode()
+    assert sender_map.answer(request) == b"OK " + ALICE.encode()
+    directory = os.path.dirname(store.path)
+    os.rename(directory, directory + ".moved")
+    assert sender_map.answer(request).startswith(b"TEMP ")
+    assert sender_map.watch.generation() is None
+    os.rename(directory + ".moved", directory)
+    assert sender_map.answer(request) == b"OK " + ALICE.encode()
