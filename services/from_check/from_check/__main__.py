@@ -1,0 +1,53 @@
+"""``python3 -m from_check [CONFIG]``: run the milter with a JSON configuration.
+
+CONFIG (default /etc/from-check/config.json) names the milter's socket, the
+lmdb tables and the store's socketmap socket, and the logins that may send as
+anyone (roles/submission_from_check writes it).
+"""
+
+import json
+import os
+import sys
+
+from from_check.milter import run
+
+REQUIRED = {"socket": str, "lmdb_tables": list}
+OPTIONAL = {
+    "store_socket": (str, type(None)),
+    "store_map": str,
+    "send_as_anyone": list,
+    "recipient_delimiter": str,
+    "timeout": int,
+}
+
+
+def load(path):
+    with open(path, encoding="utf-8") as handle:
+        config = json.load(handle)
+    for name, kind in REQUIRED.items():
+        if not isinstance(config.get(name), kind):
+            raise ValueError(f"{path}: {name!r} must be a {kind.__name__}")
+    for name, kinds in OPTIONAL.items():
+        if name in config and not isinstance(config[name], kinds):
+            raise ValueError(f"{path}: {name!r} has the wrong type: {config[name]!r}")
+    unknown = sorted(set(config) - set(REQUIRED) - set(OPTIONAL))
+    if unknown:
+        raise ValueError(f"{path}: unknown settings {unknown}")
+    return config
+
+
+def main(argv):
+    path = argv[1] if len(argv) > 1 else "/etc/from-check/config.json"
+    try:
+        config = load(path)
+    except (OSError, ValueError) as exc:
+        print(f"from_check: {exc}", file=sys.stderr)
+        return 1
+    # The socket is for Postfix (group postfix) only.
+    os.umask(0o007)
+    run(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,61 @@
+"""The verdict on one message: its login, its From headers, the tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from from_check.header_from import FromError, header_mailbox
+from from_check.sender_lookup import first_owners, union
+from from_check.tables import LmdbTable, SocketmapTable, TableError
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """accept, refuse (5.7.1) or defer (4.3.0), and the text a client reads."""
+
+    action: str
+    text: str = ""
+    # For the log only: what a client need not read (paths, errors).
+    detail: str = ""
+
+
+ACCEPT = Verdict("accept")
+
+
+class FromCheck:
+    """The allowlist as smtpd_sender_login_maps has it, asked for the header's address.
+
+    maps: lookup callables in smtpd_sender_login_maps' order (the lmdb tables
+    joined as Postfix's unionmap, then the store); send_as_anyone: logins the
+    check lets through (a list server, a monitoring account).
+    """
+
+    def __init__(self, maps, send_as_anyone=(), delimiter="+"):
+        self.maps = list(maps)
+        self.send_as_anyone = frozenset(login.lower() for login in send_as_anyone)
+        self.delimiter = delimiter
+
+    @classmethod
+    def from_config(cls, config):
+        maps = [union(*(LmdbTable(path) for path in config["lmdb_tables"]))]
+        if config.get("store_socket"):
+            maps.append(SocketmapTable(config["store_socket"], config.get("store_map", "senders")))
+        return cls(maps, config.get("send_as_anyone", ()), config.get("recipient_delimiter", "+"))
+
+    def verdict(self, login, from_values):
+        if not login:
+            return Verdict("refuse", "the From header is checked for logged-in clients only; log in first")
+        login = login.lower()
+        if login in self.send_as_anyone:
+            return ACCEPT
+        try:
+            address = header_mailbox(from_values)
+        except FromError as exc:
+            return Verdict("refuse", f"{exc}")
+        try:
+            logins, _ = first_owners(address.lower(), self.maps, self.delimiter)
+        except TableError as exc:
+            return Verdict("defer", "the sender tables cannot be read now; try again later", str(exc))
+        if login in logins:
+            return ACCEPT
+        return Verdict("refuse", f"the From header's address <{address}> is not one that {login} may send as")

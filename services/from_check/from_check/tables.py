@@ -1,0 +1,124 @@
+"""The tables the milter asks, as Postfix has them: lmdb files and the store's socketmap.
+
+Each is a callable, key -> value or None, raising TableError when it cannot
+answer; sender_lookup.first_owners asks them in smtpd_sender_login_maps' order.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+
+import lmdb
+
+from from_check.socketmap_protocol import NetstringError, netstring, split_netstrings
+
+# A reply of the socketmap: "OK <logins>", at most a few logins long.
+MAX_REPLY = 100000
+
+
+class TableError(Exception):
+    """A table that could not answer; the message says which and why."""
+
+
+class LmdbTable:
+    """A Postfix lmdb table (postmap writes keys and values with a trailing NUL).
+
+    The allowlist role rebuilds a table into a new file and renames it over the
+    old one; the file is opened again when the path names another file.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self.lock = threading.Lock()
+        self.environment = None
+        self.file_id = None
+
+    def opened(self):
+        try:
+            stat = os.stat(self.path)
+        except OSError as exc:
+            raise TableError(f"{self.path}: {exc.strerror}") from exc
+        file_id = (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        with self.lock:
+            if file_id != self.file_id:
+                if self.environment is not None:
+                    self.environment.close()
+                    self.environment = None
+                try:
+                    # lock=False as Postfix: a table is never written in place.
+                    self.environment = lmdb.open(self.path, readonly=True, lock=False, subdir=False, max_readers=1024)
+                except lmdb.Error as exc:
+                    raise TableError(f"{self.path}: {exc}") from exc
+                self.file_id = file_id
+            return self.environment
+
+    def __call__(self, key):
+        encoded = key.encode()
+        try:
+            with self.opened().begin(buffers=False) as transaction:
+                value = transaction.get(encoded + b"\0")
+                if value is None:
+                    value = transaction.get(encoded)
+        except lmdb.Error as exc:
+            raise TableError(f"{self.path}: {exc}") from exc
+        return None if value is None else value.rstrip(b"\0").decode()
+
+
+class SocketmapTable:
+    """A socketmap_table(5) client: one connection a thread, opened again once if it broke."""
+
+    def __init__(self, path, name, timeout=10):
+        self.path = path
+        self.name = name.encode()
+        self.timeout = timeout
+        self.local = threading.local()
+
+    def connection(self):
+        connection = getattr(self.local, "connection", None)
+        if connection is None:
+            connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            connection.settimeout(self.timeout)
+            try:
+                connection.connect(self.path)
+            except OSError:
+                connection.close()
+                raise
+            self.local.connection = connection
+        return connection
+
+    def drop(self):
+        connection, self.local.connection = getattr(self.local, "connection", None), None
+        if connection is not None:
+            connection.close()
+
+    def ask(self, request):
+        connection = self.connection()
+        connection.sendall(netstring(request))
+        received = b""
+        while True:
+            replies, rest = split_netstrings(received, limit=MAX_REPLY)
+            if replies:
+                return replies[0]
+            data = connection.recv(65536)
+            if not data:
+                raise ConnectionError("the server closed the connection")
+            received = rest + data
+
+    def __call__(self, key):
+        request = self.name + b" " + key.encode()
+        for attempt in (1, 2):
+            try:
+                reply = self.ask(request)
+                break
+            except (OSError, NetstringError) as exc:
+                self.drop()
+                if attempt == 2:
+                    raise TableError(f"socketmap {self.path}: {exc}") from exc
+        status, _, value = reply.decode("utf-8", "replace").partition(" ")
+        if status == "OK":
+            return value
+        if status == "NOTFOUND":
+            return None
+        raise TableError(f"socketmap {self.path}: {status} {value}".strip())

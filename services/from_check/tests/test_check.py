@@ -1,0 +1,111 @@
+"""The verdict, against real lmdb tables (postmap's) and the real store's socketmap."""
+
+import os
+
+import pytest
+from from_check.check import FromCheck
+from from_check.sender_lookup import lookup_keys, union
+from from_check.tables import LmdbTable, SocketmapTable
+
+ALICE, BOB, CAROL = "alice@runbox.com", "bob@hosted.example", "carol@runbox.com"
+
+
+def checker(tables, store_socket=None, send_as_anyone=()):
+    config = {"lmdb_tables": tables, "store_socket": store_socket, "send_as_anyone": list(send_as_anyone)}
+    return FromCheck.from_config(config)
+
+
+# (login, From header, accepted?)
+MATRIX = [
+    (ALICE, "Alice <alice@runbox.com>", True),
+    (ALICE, "alice+lists@runbox.com", True),
+    (ALICE, "ALICE@Runbox.Com", True),
+    (ALICE, "a.liddell@runbox.com", True),
+    (ALICE, "shared@runbox.com", True),
+    (CAROL, "shared@runbox.com", True),
+    (ALICE, "alice.inventory@gmail.example", True),
+    (ALICE, "alice.store@gmail.example", True),
+    (ALICE, "=?utf-8?q?Alice?= <alice@runbox.com>", True),
+    (BOB, "anything@hosted.example", True),
+    (BOB, "Bob <BOB+x@HOSTED.example>", True),
+    (ALICE, "ceo@bank.example", False),
+    (ALICE, '"alice@runbox.com" <ceo@bank.example>', False),
+    (ALICE, "carol@runbox.com", False),
+    (ALICE, "anyone@hosted.example", False),
+    (ALICE, "alice@runbox.com.evil.example", False),
+    (ALICE, "alice@runb0x.com", False),
+    (BOB, "alice.store@gmail.example", False),
+    (CAROL, "alice.inventory@gmail.example", False),
+    (ALICE, "postmaster@runbox.com", False),
+]
+
+
+def test_the_matrix_has_both_outcomes():
+    assert {accepted for _, _, accepted in MATRIX} == {True, False}
+
+
+@pytest.mark.parametrize(("login", "header", "accepted"), MATRIX)
+def test_a_login_may_show_only_its_own_addresses(with_store, login, header, accepted):
+    verdict = with_store.verdict(login, [header])
+    assert verdict.action == ("accept" if accepted else "refuse"), verdict
+    if not accepted:
+        assert "5.7.1" not in verdict.text
+        assert "<" in verdict.text and login in verdict.text
+
+
+def test_the_refusal_names_the_header_address(tables):
+    verdict = checker(tables).verdict(ALICE, ['"Alice" <ceo@bank.example>'])
+    assert verdict.text == f"the From header's address <ceo@bank.example> is not one that {ALICE} may send as"
+
+
+def test_a_login_that_may_send_as_anyone_passes(tables):
+    check = checker(tables, send_as_anyone=["Lists@runbox.com"])
+    assert check.verdict("lists@runbox.com", ["ceo@bank.example"]).action == "accept"
+    assert check.verdict(ALICE, ["ceo@bank.example"]).action == "refuse"
+
+
+def test_no_login_is_refused(tables):
+    assert checker(tables).verdict(None, ["alice@runbox.com"]).action == "refuse"
+
+
+def test_a_store_that_cannot_answer_defers_only_what_the_tables_lack(tables, tmp_path):
+    check = checker(tables, str(tmp_path / "no-such.sock"))
+    assert check.verdict(ALICE, ["alice@runbox.com"]).action == "accept"
+    verdict = check.verdict(ALICE, ["alice.store@gmail.example"])
+    assert verdict.action == "defer"
+    assert "no-such.sock" not in verdict.text and "no-such.sock" in verdict.detail
+
+
+def test_a_store_that_cannot_be_read_defers(with_store, store):
+    assert with_store.verdict(ALICE, ["alice.store@gmail.example"]).action == "accept"
+    store.close()
+    os.rename(store.path, store.path + ".moved")
+    assert with_store.verdict(ALICE, ["alice.store@gmail.example"]).action == "defer"
+
+
+def test_a_missing_table_defers(tables, tmp_path):
+    check = checker([tables[0], str(tmp_path / "gone.lmdb")])
+    assert check.verdict(ALICE, ["alice@runbox.com"]).action == "defer"
+
+
+def test_a_rebuilt_table_is_read_again(tables, build_table):
+    check = checker(tables)
+    assert check.verdict(ALICE, ["new.alias@runbox.com"]).action == "refuse"
+    rebuilt = build_table("rebuilt", {"new.alias@runbox.com": ALICE})
+    os.replace(rebuilt, tables[0])
+    assert check.verdict(ALICE, ["new.alias@runbox.com"]).action == "accept"
+
+
+def test_keys_follow_postfix_order():
+    assert lookup_keys("alice+a+b@runbox.com") == ["alice+a+b@runbox.com", "alice@runbox.com", "@runbox.com"]
+    assert lookup_keys("+x@runbox.com") == ["+x@runbox.com", "@runbox.com"]
+    assert lookup_keys("alice@runbox.com", delimiter="") == ["alice@runbox.com", "@runbox.com"]
+
+
+def test_the_first_map_holding_a_key_decides(tables, store_socket, validate):
+    """As smtpd_sender_login_maps: the store is asked only for keys the tables lack."""
+    validate("alice.inventory@gmail.example", CAROL)
+    maps = [union(*(LmdbTable(path) for path in tables)), SocketmapTable(store_socket, "senders")]
+    check = FromCheck(maps)
+    assert check.verdict(ALICE, ["alice.inventory@gmail.example"]).action == "accept"
+    assert check.verdict(CAROL, ["alice.inventory@gmail.example"]).action == "refuse"
