@@ -12,18 +12,23 @@ For each number of messages a session, it rotates runs among three setups
 - peer: the submission setup a careful operator writes from the Postfix and
   Dovecot documentation (127.0.0.1:2587: TLS required, AUTH through the same
   Dovecot, reject_sender_login_mismatch on one lmdb table, no postscreen);
-- submission: the service as deployed.
+- submission: the service as deployed;
+- unchecked: the same service on a listener of the benchmark inventory whose
+  header_from_check is false (127.0.0.3, unchecked.<domain>): everything but
+  the header-From milter, so that the milter's cost is the difference.
 Against the peer and the service a session is STARTTLS, AUTH as generated
 accounts (bare and user%domain logins mixed), then the messages; a share of
 senders belong to another account and must be refused. After each run it
 waits until the queues are empty and checks that every message answered 250
-reached the sink exactly once, then reads the CPU time the Postfix and Dovecot
-process trees used (load and delivery). It prints medians over the rounds, the
-service's ratios to the peer and to the baseline, and the time a session from
-a client address never seen before takes to be ready to send.
+reached the sink exactly once, then reads the CPU time the Postfix, Dovecot
+and milter process trees used (load and delivery). It prints medians over the
+rounds, the service's ratios to the peer and to the baseline, the milter's
+share of the server CPU a message costs, and the time a session from a client
+address never seen before takes to be ready to send.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import pathlib
@@ -41,6 +46,8 @@ from load_accounts import load_accounts  # noqa: E402
 
 # The service's throughput at least the peer's (issue 10), by messages a session.
 PEER_TARGETS = {1: 1.0, 10: 1.0}
+# Server CPU a message with the header-From milter, against without (issue 13).
+MILTER_TARGETS = {10: 1.10}
 
 
 def accounts(count, domain, password):
@@ -86,19 +93,32 @@ def read_pid(path):
     return int(pathlib.Path(path).read_text().split()[0])
 
 
+def unit_pid(unit):
+    """The main process of a systemd unit, or None when it does not run."""
+    out = subprocess.run(
+        ["systemctl", "show", "--property=MainPID", "--value", unit], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return int(out) if out.isdigit() and out != "0" else None
+
+
+@dataclasses.dataclass
 class Setup:
-    def __init__(self, name, config_dir, queue_dir, plan, with_dovecot):
-        self.name = name
-        self.config_dir = config_dir
-        self.queue_dir = queue_dir
-        self.plan = plan
-        self.with_dovecot = with_dovecot
+    name: str
+    config_dir: str
+    queue_dir: str
+    plan: dict
+    with_dovecot: bool
+    with_milter: bool = False
 
     def cpu(self):
         table = process_table()
         seconds = {"postfix": tree_cpu_seconds(read_pid(f"{self.queue_dir}/pid/master.pid"), table)}
         if self.with_dovecot:
             seconds["dovecot"] = tree_cpu_seconds(read_pid("/run/dovecot/master.pid"), table)
+        if self.with_milter:
+            # Counted for the service with and without it: idle, it costs nothing.
+            pid = unit_pid("from-check")
+            seconds["milter"] = tree_cpu_seconds(pid, table) if pid else 0
         return seconds
 
     def queue_empty(self):
@@ -144,6 +164,8 @@ def check_delivery(result, counts, run_id):
         problems.append(f"{len(strangers)} in the sink but refused: {sorted(strangers)[:5]}")
     if result["wrong"]:
         problems.append(f"{len(result['wrong'])} wrong answers: {result['wrong'][:5]}")
+    if result["deferred"]:
+        problems.append(f"{len(result['deferred'])} answered 4xx: {sorted(result['deferred'])[:5]}")
     if result["errors"]:
         problems.append(f"client errors: {result['errors']}")
     return problems
@@ -177,6 +199,7 @@ def one_run(setup, messages, args):
         "accepted": accepted,
         "refused": result["refused_as_expected"],
         "cpu_per_1000": {k: round(v * 1000 / max(accepted, 1), 2) for k, v in cpu.items()},
+        "server_cpu_per_1000": round(sum(cpu.values()) * 1000 / max(accepted, 1), 2),
         "problems": problems,
     }
 
@@ -232,12 +255,15 @@ def first_contact(setups, args):
     return failed
 
 
+MILTER_SETUPS = ("submission", "unchecked")
+
+
 def print_summary(runs, args, names):
     """Medians over the rounds, and the service's ratios to the peer and the baseline."""
     print()
     header = "| messages/session | setup | msg/s | sessions/s | txn p50 ms | txn p99 ms | setup p50 ms | setup p99 ms |"
-    print(header + " Postfix CPU s/1000 | Dovecot CPU s/1000 |")
-    print("|" + "---|" * 10)
+    print(header + " Postfix CPU s/1000 | Dovecot CPU s/1000 | milter CPU s/1000 | server CPU s/1000 |")
+    print("|" + "---|" * 12)
     summary = {}
     for messages in args.messages:
         for name in names:
@@ -251,11 +277,13 @@ def print_summary(runs, args, names):
                 "s99": median_of(mine, "setup_ms", "p99"),
                 "pf": median_of(mine, "cpu_per_1000", "postfix"),
                 "dc": median_of(mine, "cpu_per_1000", "dovecot") if name != "baseline" else "-",
+                "mi": median_of(mine, "cpu_per_1000", "milter") if name in MILTER_SETUPS else "-",
+                "all": median_of(mine, "server_cpu_per_1000"),
             }
             summary[(messages, name)] = row
             print(
                 f"| {messages} | {name} | {row['msg']} | {row['ses']} | {row['p50']} | {row['p99']} | "
-                f"{row['s50']} | {row['s99']} | {row['pf']} | {row['dc']} |"
+                f"{row['s50']} | {row['s99']} | {row['pf']} | {row['dc']} | {row['mi']} | {row['all']} |"
             )
     print()
     for messages in args.messages:
@@ -267,6 +295,17 @@ def print_summary(runs, args, names):
         print(
             f"at {args.clients} clients, {messages} message(s) a session: the service is {to_peer:.2f}x the peer"
             f"{verdict} and {to_baseline:.2f}x the plaintext baseline"
+        )
+    for messages in args.messages:
+        if (messages, "unchecked") not in summary:
+            continue
+        checked, unchecked = summary[(messages, "submission")]["all"], summary[(messages, "unchecked")]["all"]
+        ratio = checked / unchecked
+        target = MILTER_TARGETS.get(messages)
+        verdict = "" if target is None else f" (target <= {target}: {'met' if ratio <= target else 'NOT met'})"
+        print(
+            f"{messages} message(s) a session: server CPU a message with the header-From milter {checked} s/1000, "
+            f"without {unchecked} s/1000: {ratio:.2f}x{verdict}"
         )
 
 
@@ -284,6 +323,9 @@ def parse_args():
     parser.add_argument("--port", type=int, default=587)
     parser.add_argument("--baseline-port", type=int, default=2526)
     parser.add_argument("--peer-port", type=int, default=2587)
+    parser.add_argument(
+        "--unchecked-host", default="unchecked.runbox.com", help="the service's listener without the milter; '': none"
+    )
     parser.add_argument(
         "--first-contact", type=int, default=60, help="sessions from never-seen addresses per setup (0: none)"
     )
@@ -316,8 +358,25 @@ def main():
     peer = Setup(
         "peer", "/etc/postfix-peer", "/var/spool/postfix-peer", dict(tls, port=args.peer_port), with_dovecot=True
     )
-    service = Setup("submission", "/etc/postfix", "/var/spool/postfix", dict(tls, port=args.port), with_dovecot=True)
+    service = Setup(
+        "submission",
+        "/etc/postfix",
+        "/var/spool/postfix",
+        dict(tls, port=args.port),
+        with_dovecot=True,
+        with_milter=True,
+    )
     setups = (baseline, peer, service)
+    if args.unchecked_host:
+        unchecked = Setup(
+            "unchecked",
+            "/etc/postfix",
+            "/var/spool/postfix",
+            dict(tls, host=args.unchecked_host, port=args.port),
+            with_dovecot=True,
+            with_milter=True,
+        )
+        setups += (unchecked,)
     print(f"machine: {machine()}")
     print(
         f"load: {args.clients} clients in {args.processes} processes, "

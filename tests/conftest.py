@@ -62,3 +62,12 @@ def sink(deployment):
     if not deployment.sink_maildir:
         pytest.skip("submission_verify_sink_maildir is not set: this deployment relays to the Internet")
     return deployment.sink_maildir
+
+
+@pytest.fixture(scope="module")
+def accounts(host):
+    """The inventory's accounts (submission_accounts), as the allowlist role reads them."""
+    variables = host.ansible.get_variables()
+    if "submission_accounts" not in variables:
+        raise pytest.UsageError("the inventory lacks submission_accounts")
+    return variables["submission_accounts"]

@@ -62,6 +62,18 @@ def session(endpoint, **fields):
     return case
 
 
+def authenticated(endpoint, account, recipient, **fields):
+    """A probe case: the account logs in and sends from its own address."""
+    return session(
+        endpoint,
+        login=account.login,
+        password=account.password,
+        mail_from=account.address,
+        rcpt_to=[recipient],
+        **fields,
+    )
+
+
 def sender_session(endpoint, account, sender, recipient):
     """A probe case: account logs in and gives sender as MAIL FROM, for one recipient."""
     return session(endpoint, login=account.login, password=account.password, mail_from=sender, rcpt_to=[recipient])

@@ -68,6 +68,8 @@ class Tally:
         self.next_session = 0
         self.accepted = []
         self.unanswered = []
+        # Answered 4xx: not accepted, to be sent again later (a restart, a milter down).
+        self.deferred = []
         self.refused_as_expected = 0
         self.wrong = []
         self.errors = {}
@@ -172,6 +174,8 @@ def _session(plan, tally, index, context, tls_session):
                 elif code == 250 and foreign and not account.get("login"):
                     # The baseline checks no sender: a foreign one is a message like any other.
                     tally.accepted.append(token)
+                elif 400 <= code < 500:
+                    tally.deferred.append(token)
                 else:
                     tally.wrong.append({"token": token, "foreign": foreign, "code": code})
         stage = "quit"
@@ -210,6 +214,7 @@ def _run_threads(plan):
         "sessions": tally.sessions_done,
         "accepted": tally.accepted,
         "unanswered": tally.unanswered,
+        "deferred": tally.deferred,
         "refused_as_expected": tally.refused_as_expected,
         "wrong": tally.wrong,
         "errors": tally.errors,
@@ -241,7 +246,7 @@ def run(plan):
         with multiprocessing.get_context("fork").Pool(plan.processes) as pool:
             parts = pool.map(_run_part, parts_plan)
     elapsed = time.monotonic() - started
-    merged = {key: [] for key in ("accepted", "unanswered", "wrong", "transaction_ms", "setup_ms")}
+    merged = {key: [] for key in ("accepted", "unanswered", "deferred", "wrong", "transaction_ms", "setup_ms")}
     errors, sessions, refused = {}, 0, 0
     for part in parts:
         for key, values in merged.items():
@@ -255,6 +260,7 @@ def run(plan):
         "sessions": sessions,
         "accepted": merged["accepted"],
         "unanswered": merged["unanswered"],
+        "deferred": merged["deferred"],
         "refused_as_expected": refused,
         "wrong": merged["wrong"],
         "errors": errors,

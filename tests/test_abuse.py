@@ -3,7 +3,7 @@
 import uuid
 
 import pytest
-from host_probe import drain_queue, session
+from host_probe import authenticated, drain_queue, session
 
 
 def relay_tricks(hostname, address):
@@ -42,18 +42,6 @@ def sink_files(host, maildir, token):
     return set(host.run("grep -rl %s %s/new %s/cur", token, maildir, maildir).stdout.split())
 
 
-def authenticated(endpoint, account, recipient, **fields):
-    """A session that logs in as the account and sends from its own address."""
-    return session(
-        endpoint,
-        login=account.login,
-        password=account.password,
-        mail_from=account.address,
-        rcpt_to=[recipient],
-        **fields,
-    )
-
-
 def test_smtp_smuggling_does_not_split_a_message(host, probe, deployment, sink):
     account = deployment.accounts[0]
     failures = []
@@ -61,9 +49,9 @@ def test_smtp_smuggling_does_not_split_a_message(host, probe, deployment, sink):
     for ending in ("\n.\r\n", "\r\n.\n", "\n.\n", "\r.\r\n"):
         outer, smuggled = uuid.uuid4().hex, uuid.uuid4().hex
         raw = (
-            f"Subject: outer {outer}\r\n\r\nouter {outer}{ending}"
+            f"From: <{account.address}>\r\nSubject: outer {outer}\r\n\r\nouter {outer}{ending}"
             f"MAIL FROM:<{account.address}>\r\nRCPT TO:<{deployment.recipient}>\r\nDATA\r\n"
-            f"Subject: smuggled {smuggled}\r\n\r\nsmuggled {smuggled}\r\n.\r\n"
+            f"From: <{account.address}>\r\nSubject: smuggled {smuggled}\r\n\r\nsmuggled {smuggled}\r\n.\r\n"
         )
         result = probe.one(authenticated(endpoint, account, deployment.recipient, raw_data=raw))
         label = f"end of data {ending!r}"
@@ -92,7 +80,7 @@ def test_an_oversized_message_gets_552(host, probe, deployment):
             endpoint,
             account,
             deployment.recipient,
-            data="Subject: too big\r\n\r\n",
+            data=f"From: <{account.address}>\r\nSubject: too big\r\n\r\n",
             data_fill=limit + 1000,
             timeout=120,
         )

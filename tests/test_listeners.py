@@ -110,7 +110,7 @@ def test_implicit_tls_ports_verify_and_take_authenticated_mail(probe, deployment
             password=account.password,
             mail_from=account.address,
             rcpt_to=[deployment.recipient],
-            data=f"Subject: implicit TLS\r\n\r\nsent on port {e.port}\r\n",
+            data=f"From: <{account.address}>\r\nSubject: implicit TLS\r\n\r\nsent on port {e.port}\r\n",
         )
         for e in deployment.implicit_endpoints
     ]

@@ -7,29 +7,8 @@ Postfix reads the tables: the full address, then without its +tag, then
 553 5.7.1.
 """
 
-import pytest
 from host_probe import first_answer_to_rcpt, sender_session, session
-
-
-def owners(accounts):
-    """sender key -> logins, as the two tables hold them."""
-    keys = {}
-    for account in accounts:
-        login = account["address"].lower()
-        senders = [account["address"], *account.get("aliases", []), *account.get("external_senders", [])]
-        senders += ["@" + domain for domain in account.get("domains", [])]
-        for sender in senders:
-            keys.setdefault(sender.lower(), set()).add(login)
-    return keys
-
-
-def allowed(keys, login, sender):
-    local, domain = sender.lower().split("@")
-    candidates = [f"{local}@{domain}", f"{local.split('+', 1)[0]}@{domain}", f"@{domain}"]
-    for key in candidates:
-        if key in keys:
-            return login in keys[key]
-    return False
+from sender_expectations import allowed, owners
 
 
 def candidate_senders(accounts):
@@ -46,14 +25,6 @@ def candidate_senders(accounts):
         senders += list(account.get("external_senders", []))
     senders += ["stranger@gmail.example", "not-validated@example.org", "nobody-here@runbox.com"]
     return sorted(set(senders))
-
-
-@pytest.fixture(scope="module")
-def accounts(host):
-    variables = host.ansible.get_variables()
-    if "submission_accounts" not in variables:
-        raise pytest.UsageError("the inventory lacks submission_accounts")
-    return variables["submission_accounts"]
 
 
 def test_every_login_sends_only_as_itself(probe, deployment, accounts):

@@ -4,12 +4,11 @@ service's real store served by its socketmap server."""
 import os
 import shutil
 import subprocess
-import threading
 import time
 
 import pytest
 from from_check.check import FromCheck
-from sender_validation.sender_map import SenderMap, make_server
+from sender_validation.sender_map import SenderMap, serving
 from sender_validation.store import Store
 
 POSTMAP = shutil.which("postmap") or shutil.which("postmap", path="/usr/sbin:/sbin")
@@ -61,12 +60,8 @@ def store(tmp_path):
 def store_socket(store, tmp_path):
     """The store's socketmap server, in a thread; yields its socket's path."""
     path = str(tmp_path / "map.sock")
-    server = make_server(SenderMap(store.path, HOSTED), path)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield path
-    server.shutdown()
-    server.server_close()
+    with serving(SenderMap(store.path, HOSTED), path):
+        yield path
 
 
 @pytest.fixture

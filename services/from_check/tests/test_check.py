@@ -4,7 +4,7 @@ import os
 
 import pytest
 from from_check.check import FromCheck
-from from_check.sender_lookup import lookup_keys, union
+from from_check.sender_lookup import union
 from from_check.tables import LmdbTable, SocketmapTable
 
 ALICE, BOB, CAROL = "alice@runbox.com", "bob@hosted.example", "carol@runbox.com"
@@ -94,12 +94,6 @@ def test_a_rebuilt_table_is_read_again(tables, build_table):
     rebuilt = build_table("rebuilt", {"new.alias@runbox.com": ALICE})
     os.replace(rebuilt, tables[0])
     assert check.verdict(ALICE, ["new.alias@runbox.com"]).action == "accept"
-
-
-def test_keys_follow_postfix_order():
-    assert lookup_keys("alice+a+b@runbox.com") == ["alice+a+b@runbox.com", "alice@runbox.com", "@runbox.com"]
-    assert lookup_keys("+x@runbox.com") == ["+x@runbox.com", "@runbox.com"]
-    assert lookup_keys("alice@runbox.com", delimiter="") == ["alice@runbox.com", "@runbox.com"]
 
 
 def test_the_first_map_holding_a_key_decides(tables, store_socket, validate):

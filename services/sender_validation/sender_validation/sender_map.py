@@ -26,6 +26,7 @@ Postfix's requests (126 us against 20 us, benchmarks/README.md).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import socket
@@ -248,3 +249,16 @@ def make_server(sender_map, path=None):
         listening.listen(64)
         listenings = [listening]
     return Server(listenings, sender_map)
+
+
+@contextlib.contextmanager
+def serving(sender_map, path):
+    """The server on a socket at path, in a thread, for as long as the block runs."""
+    server = make_server(sender_map, path)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -4,10 +4,9 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 
 import pytest
-from sender_validation.sender_map import SenderMap, make_server
+from sender_validation.sender_map import SenderMap, serving
 from sender_validation.socketmap_protocol import NetstringError, netstring, split_netstrings
 
 ALICE, BOB = "alice@runbox.com", "bob@hosted.example"
@@ -21,12 +20,8 @@ POSTMAP = shutil.which("postmap") or shutil.which("postmap", path="/usr/sbin:/sb
 def served(store, tmp_path):
     """The server on a socket in tmp_path, in a thread; yields the socket's path."""
     path = str(tmp_path / "senders.sock")
-    server = make_server(SenderMap(store.path, HOSTED), path)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield path
-    server.shutdown()
-    server.server_close()
+    with serving(SenderMap(store.path, HOSTED), path):
+        yield path
 
 
 def postmap_lookup(config, socket_path, key):

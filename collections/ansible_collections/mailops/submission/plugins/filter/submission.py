@@ -18,6 +18,8 @@ description:
   - C(account_problems) lists what is wrong with each account, named by address only, never by its secrets.
   - C(store_query) gives the query Postfix's sqlite or pgsql table makes in the validated-senders store.
   - C(served_listeners) gives each listener's host name, ports and TLS mode, as a mail client needs them.
+  - C(lmdb_table_files) gives the files of C(lmdb:/path) tables, for the header-From milter, which reads them itself;
+    a table of another type is an error that names it.
   - C(listener_problems) lists what is wrong with the listeners (name, IP address, ports, an address and port bound
     twice), each naming the listener and the value.
 author: smtp-submission developers
@@ -39,6 +41,7 @@ from ansible_collections.mailops.submission.plugins.module_utils.listeners impor
     listener_problems,
     served_listeners,
 )
+from ansible_collections.mailops.submission.plugins.module_utils.sender_lookup import lmdb_table_files
 from ansible_collections.mailops.submission.plugins.module_utils.validated_store import store_query
 
 
@@ -46,7 +49,7 @@ def _checked(function):
     def wrapper(*args, **kwargs):
         try:
             return function(*args, **kwargs)
-        except (KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise AnsibleFilterError(f"{function.__name__}: {type(exc).__name__}: {exc}") from exc
 
     wrapper.__name__ = function.__name__
@@ -65,6 +68,7 @@ class FilterModule:
                 listener_problems,
                 served_listeners,
                 store_query,
+                lmdb_table_files,
                 chain_files,
                 allowlist_account_entries,
                 allowlist_validated_entries,

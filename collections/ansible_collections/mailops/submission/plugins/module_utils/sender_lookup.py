@@ -62,3 +62,18 @@ def first_owners(address, maps, delimiter="+"):
             if value:
                 return owners(value), key
     return set(), None
+
+
+def lmdb_table_files(maps):
+    """The files of Postfix lmdb tables named ``lmdb:/path`` (postmap writes /path.lmdb).
+
+    The header-From milter reads these itself; a table of another type is
+    refused here, by name, rather than left out of the check.
+    """
+    files = []
+    for table in maps:
+        kind, _, path = str(table).partition(":")
+        if kind != "lmdb" or not path.startswith("/"):
+            raise ValueError(f"{table!r}: the header-From milter reads lmdb:/absolute/path tables only")
+        files.append(f"{path}.lmdb")
+    return files
