@@ -40,18 +40,8 @@ def main():
     parser.add_argument("--recipient", default="postmaster@example.net")
     options = parser.parse_args()
     password = os.environ["SMTP_PASSWORD"]
-    checked = send(
-        options.checked_host, options.port, options.login, password, options.sender, options.foreign, options.recipient
-    )
-    unchecked = send(
-        options.unchecked_host,
-        options.port,
-        options.login,
-        password,
-        options.sender,
-        options.foreign,
-        options.recipient,
-    )
+    checked = send(options.checked_host, options, password)
+    unchecked = send(options.unchecked_host, options, password)
     print(f"{options.checked_host}: {checked}\n{options.unchecked_host}: {unchecked}")
     if checked[0] != 550 or b"5.7.1" not in checked[1] or unchecked[0] != 250:
         return "expected 550 5.7.1 from the checked listener and 250 from the unchecked one"

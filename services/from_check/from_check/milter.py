@@ -32,6 +32,10 @@ class FromCheckMilter(Milter.Base):
         self.login = None
         self.from_values = []
 
+    # No reply awaited, and only the macro it reads: a round trip and bytes less
+    # for every message.
+    @Milter.noreply
+    @Milter.symlist("{auth_authen}")
     def envfrom(self, mailfrom, *parameters):
         self.login = self.getsymval("{auth_authen}")
         self.from_values = []
@@ -43,6 +47,7 @@ class FromCheckMilter(Milter.Base):
             self.from_values.append(value)
         return Milter.CONTINUE
 
+    @Milter.symlist("i")
     def eoh(self):
         verdict = self.check.verdict(self.login, self.from_values)
         if verdict.action == "accept":
