@@ -126,6 +126,9 @@ def _transaction(client, plan, tally, sender, token):
         return code
     code, _ = client.docmd("DATA")
     if code != 354:
+        # The transaction stays open after a refused DATA (a milter that is
+        # restarting defers it): without RSET the next MAIL would be "nested".
+        client.rset()
         return code
     client.send(smtplib.quotedata(_message(plan, token, sender).decode()).encode() + b"\r\n.\r\n")
     try:

@@ -17,7 +17,7 @@ OPTIONAL = {
     "store_map": str,
     "send_as_anyone": list,
     "recipient_delimiter": str,
-    "timeout": int,
+    "store_timeout": int,
 }
 
 

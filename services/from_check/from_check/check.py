@@ -39,7 +39,11 @@ class FromCheck:
     def from_config(cls, config):
         maps = [union(*(LmdbTable(path) for path in config["lmdb_tables"]))]
         if config.get("store_socket"):
-            maps.append(SocketmapTable(config["store_socket"], config.get("store_map", "senders")))
+            maps.append(
+                SocketmapTable(
+                    config["store_socket"], config.get("store_map", "senders"), timeout=config.get("store_timeout", 2)
+                )
+            )
         return cls(maps, config.get("send_as_anyone", ()), config.get("recipient_delimiter", "+"))
 
     def verdict(self, login, from_values):

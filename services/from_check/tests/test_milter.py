@@ -1,0 +1,131 @@
+"""The milter protocol as Postfix speaks it (version 6), against the real server
+on a socket, with the real tables and store behind it."""
+
+import asyncio
+import os
+import socket
+import struct
+import threading
+
+import pytest
+from from_check import milter
+
+ALICE = "alice@runbox.com"
+# What Postfix 3.7 and 3.10 offer with milter_protocol = 6.
+POSTFIX_ACTIONS, POSTFIX_STEPS = 0x1FF, 0x1FFFFF
+
+
+@pytest.fixture
+def milter_socket(tables, store_socket, tmp_path):
+    """The milter serving in a thread, as its service runs it; yields its socket's path."""
+    path = str(tmp_path / "milter.sock")
+    config = {"socket": f"unix:{path}", "lmdb_tables": tables, "store_socket": store_socket}
+    ready, stop = threading.Event(), threading.Event()
+    thread = threading.Thread(target=lambda: asyncio.run(milter.serve(config, ready, stop)), daemon=True)
+    thread.start()
+    assert ready.wait(5)
+    yield path
+    stop.set()
+    thread.join(5)
+
+
+class Postfix:
+    """The MTA's side: packets out, replies in."""
+
+    def __init__(self, path):
+        self.socket = socket.socket(socket.AF_UNIX)
+        self.socket.settimeout(5)
+        self.socket.connect(path)
+
+    def send(self, command, data=b""):
+        self.socket.sendall(milter.packet(command, data))
+
+    def receive(self):
+        length = struct.unpack("!I", self.exactly(4))[0]
+        data = self.exactly(length)
+        return data[:1], data[1:]
+
+    def exactly(self, size):
+        data = b""
+        while len(data) < size:
+            chunk = self.socket.recv(size - len(data))
+            if not chunk:
+                raise ConnectionError("the milter closed the connection")
+            data += chunk
+        return data
+
+    def negotiate(self):
+        self.send(b"O", struct.pack("!III", 6, POSTFIX_ACTIONS, POSTFIX_STEPS))
+        return self.receive()
+
+    def message(self, login, headers):
+        """One message's headers and end of headers; the milter's reply."""
+        for name, value in headers:
+            self.send(b"L", name.encode() + b"\0" + value.encode() + b"\0")
+        macros = b"i\0ABC123\0" + (b"{auth_authen}\0" + login.encode() + b"\0" if login else b"")
+        self.send(b"D", b"N" + macros)
+        self.send(b"N")
+        return self.receive()
+
+
+def test_negotiation_asks_only_for_headers_and_the_login(milter_socket):
+    postfix = Postfix(milter_socket)
+    command, data = postfix.negotiate()
+    assert command == b"O"
+    version, actions, steps = struct.unpack("!III", data[:12])
+    assert (version, actions) == (6, 0x100)
+    # No connect, HELO, MAIL, RCPT, DATA, unknown or body events; no reply to headers.
+    assert steps == 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x80 | 0x100 | 0x200
+    assert data[12:] == struct.pack("!I", 6) + b"{auth_authen} i\0"
+
+
+def test_negotiation_without_the_steps_it_needs_is_refused(milter_socket):
+    postfix = Postfix(milter_socket)
+    postfix.send(b"O", struct.pack("!III", 2, 0x3F, 0x7F))
+    with pytest.raises(ConnectionError):
+        postfix.receive()
+
+
+def test_messages_of_one_connection_are_judged_each_on_its_own(milter_socket, validate):
+    validate("alice.store@gmail.example", ALICE)
+    postfix = Postfix(milter_socket)
+    postfix.negotiate()
+    assert postfix.message(ALICE, [("Subject", "a"), ("From", "Alice <alice@runbox.com>")]) == (b"a", b"")
+    command, text = postfix.message(ALICE, [("From", "ceo@bank.example"), ("To", "x@example.net")])
+    assert command == b"y"
+    assert (
+        text == f"550 5.7.1 the From header's address <ceo@bank.example> is not one that {ALICE} may send as\0".encode()
+    )
+    assert postfix.message(ALICE, [("From", "alice.store@gmail.example")]) == (b"a", b"")
+    # An aborted message leaves nothing behind: the next one has its own headers.
+    postfix.send(b"L", b"From\0ceo@bank.example\0")
+    postfix.send(b"A")
+    assert postfix.message(ALICE, [("From", "alice@runbox.com")]) == (b"a", b"")
+    command, text = postfix.message(ALICE, [("From", "alice@runbox.com"), ("From", "alice@runbox.com")])
+    assert (command, text) == (b"y", b"550 5.7.1 the message has 2 From headers; one is allowed\0")
+    command, text = postfix.message(None, [("From", "alice@runbox.com")])
+    assert command == b"y" and text.startswith(b"550 5.7.1 ")
+
+
+def test_a_store_that_cannot_answer_gives_451(milter_socket, store):
+    postfix = Postfix(milter_socket)
+    postfix.negotiate()
+    store.close()
+    os.rename(store.path, store.path + ".moved")
+    command, text = postfix.message(ALICE, [("From", "alice.store@gmail.example")])
+    assert (command, text) == (b"y", b"451 4.3.0 the sender tables cannot be read now; try again later\0")
+    assert postfix.message(ALICE, [("From", "alice@runbox.com")]) == (b"a", b"")
+
+
+def test_8bit_headers_utf8_is_read_anything_else_refused(milter_socket):
+    """SMTPUTF8 clients write UTF-8 display names (RFC 6532); bytes that are not
+    UTF-8 cannot be read one way only, and are refused, with no harm to the milter."""
+    postfix = Postfix(milter_socket)
+    postfix.negotiate()
+    assert postfix.message(ALICE, [("From", "Jörg <alice@runbox.com>")]) == (b"a", b"")
+    postfix.send(b"L", b"From\0J\xf6rg <alice@runbox.com>\0")
+    postfix.send(b"D", b"N{auth_authen}\0alice@runbox.com\0")
+    postfix.send(b"N")
+    command, text = postfix.receive()
+    assert command == b"y" and text.startswith(b"550 5.7.1 the From header cannot be read")
+    assert postfix.message(ALICE, [("From", "alice@runbox.com")]) == (b"a", b"")
