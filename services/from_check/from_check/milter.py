@@ -50,8 +50,9 @@ EOH_MACROS = b"{auth_authen} i"
 # Postfix's commands and the milter's replies.
 OPTNEG, MACRO, HEADER, EOH, ABORT, QUIT, QUIT_NEW_CONNECTION = b"O", b"D", b"L", b"N", b"A", b"Q", b"K"
 ACCEPT, CONTINUE, REPLYCODE = b"a", b"c", b"y"
-# Postfix sends at most 64 kB of data a packet (MILTER_MAX_DATA_SIZE).
-MAX_PACKET = 65536 + 1
+# A header comes whole in one packet, and Postfix lets a header grow to
+# header_size_limit (100 kB by default); anything past 1 MB is not Postfix.
+MAX_PACKET = 1 << 20
 LENGTH = struct.Struct("!I")
 
 REPLIES = {"refuse": "550 5.7.1", "defer": "451 4.3.0"}

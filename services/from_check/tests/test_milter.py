@@ -129,3 +129,14 @@ def test_8bit_headers_utf8_is_read_anything_else_refused(milter_socket):
     command, text = postfix.receive()
     assert command == b"y" and text.startswith(b"550 5.7.1 the From header cannot be read")
     assert postfix.message(ALICE, [("From", "alice@runbox.com")]) == (b"a", b"")
+
+
+def test_a_header_as_long_as_postfix_allows_is_read(milter_socket):
+    """Postfix passes a header whole, up to header_size_limit (100 kB): a long To
+    list must not cost the message its check."""
+    postfix = Postfix(milter_socket)
+    postfix.negotiate()
+    recipients = ", ".join(f"<user{n}@example.net>" for n in range(5000))
+    assert len(recipients) > 100000
+    headers = [("To", recipients), ("From", "alice@runbox.com")]
+    assert postfix.message(ALICE, headers) == (b"a", b"")
