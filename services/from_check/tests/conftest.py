@@ -1,17 +1,17 @@
 """Fixtures: real lmdb tables built by Postfix's postmap, and the validation
 service's real store served by its socketmap server."""
 
-import os
-import shutil
 import subprocess
-import time
 
 import pytest
+from ansible_collections.mailops.submission.tests.unit.plugins.modules.allowlist_harness import (
+    POSTMAP,
+    empty_postfix_config,
+)
 from from_check.check import FromCheck
 from sender_validation.sender_map import SenderMap, serving
 from sender_validation.store import Store
 
-POSTMAP = shutil.which("postmap") or shutil.which("postmap", path="/usr/sbin:/sbin")
 HOSTED = ["runbox.com", "hosted.example"]
 DAY = 86400
 
@@ -32,9 +32,7 @@ def build(directory, name, pairs):
     assert POSTMAP, "Postfix's postmap is not installed"
     config = directory / "postfix"
     config.mkdir(exist_ok=True)
-    (config / "main.cf").write_text("")
-    # Postfix programs wait up to 1.5 s while main.cf looks freshly written.
-    os.utime(config / "main.cf", (time.time() - 3600,) * 2)
+    empty_postfix_config(config)
     source = directory / name
     source.write_text("".join(f"{key} {value}\n" for key, value in pairs.items()))
     subprocess.run([POSTMAP, "-c", str(config), f"lmdb:{source}"], check=True)

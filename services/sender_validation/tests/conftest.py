@@ -2,7 +2,6 @@
 directory, configured as the submission_sasl role configures it (PLAIN,
 user%domain, a bare login of the primary domain), for the auth client's tests."""
 
-import os
 import pathlib
 import shutil
 import subprocess
@@ -10,9 +9,12 @@ import tempfile
 import time
 
 import pytest
+from ansible_collections.mailops.submission.tests.unit.plugins.modules.allowlist_harness import (
+    POSTMAP,
+    empty_postfix_config,
+)
 from sender_validation.store import Store
 
-POSTMAP = shutil.which("postmap") or shutil.which("postmap", path="/usr/sbin:/sbin")
 DOVECOT = shutil.which("dovecot") or shutil.which("dovecot", path="/usr/sbin:/sbin")
 PASSWORDS = {"alice@runbox.com": "alice-Test-pw1", "bob@hosted.example": "bob-Test-pw2"}
 PRIMARY_DOMAIN = "runbox.com"
@@ -133,7 +135,5 @@ def postfix_config(tmp_path):
     assert POSTMAP, "Postfix's postmap is not installed"
     config = tmp_path / "postfix"
     config.mkdir()
-    (config / "main.cf").write_text("")
-    # Postfix programs wait up to 1.5 s while main.cf looks freshly written.
-    os.utime(config / "main.cf", (time.time() - 3600,) * 2)
+    empty_postfix_config(config)
     return config

@@ -6,6 +6,7 @@ import socket
 import subprocess
 
 import pytest
+from ansible_collections.mailops.submission.tests.unit.plugins.modules.allowlist_harness import POSTMAP
 from sender_validation.sender_map import SenderMap, serving
 from sender_validation.socketmap_protocol import NetstringError, netstring, split_netstrings
 
@@ -13,7 +14,6 @@ ALICE, BOB = "alice@runbox.com", "bob@hosted.example"
 NEW = "alice.new@gmail.example"
 DAY = 86400
 HOSTED = ["runbox.com", "hosted.example"]
-POSTMAP = shutil.which("postmap") or shutil.which("postmap", path="/usr/sbin:/sbin")
 
 
 @pytest.fixture
@@ -128,11 +128,7 @@ def test_a_connection_that_stays_open_sees_the_store_moved_and_restored(store, s
         client.connect(served)
 
         def lookup():
-            client.sendall(netstring(b"senders " + NEW.encode()))
-            received = b""
-            while not (replies := split_netstrings(received)[0]):
-                received += client.recv(65536)
-            return replies[0]
+            return lookup_on(client, NEW)
 
         assert lookup() == b"OK " + ALICE.encode()
         os.rename(store.path, tmp_path / "moved.sqlite")

@@ -1,17 +1,16 @@
 """The store: requests, confirmations, refusals, and what Postfix reads from it."""
 
-import shutil
 import sqlite3
 import subprocess
 
 import pytest
+from ansible_collections.mailops.submission.tests.unit.plugins.modules.allowlist_harness import POSTMAP
 from sender_validation.store import MIGRATIONS, Store, token_digest
 from sender_validation.validated_store import store_query
 
 ALICE, BOB = "alice@runbox.com", "bob@hosted.example"
 NEW = "alice.new@gmail.example"
 DAY = 86400
-POSTMAP = shutil.which("postmap") or shutil.which("postmap", path="/usr/sbin:/sbin")
 
 
 def test_migrations_run_once_and_record_their_version(tmp_path):

@@ -6,18 +6,18 @@ postmap into a real lmdb map, and a lookup of it, and of its upper-case form,
 must return exactly the login it was stored with.
 """
 
-import os
-import shutil
 import subprocess
-import time
 
 import pytest
 from ansible_collections.mailops.submission.plugins.module_utils.sender_address import AddressError, normalize_sender
 from ansible_collections.mailops.submission.plugins.module_utils.table_source import render_body
+from ansible_collections.mailops.submission.tests.unit.plugins.modules.allowlist_harness import (
+    POSTMAP,
+    empty_postfix_config,
+)
 from hypothesis import HealthCheck, Phase, assume, find, given, settings
 from hypothesis import strategies as st
 
-POSTMAP = shutil.which("postmap") or shutil.which("postmap", path="/usr/sbin:/sbin")
 pytestmark = pytest.mark.skipif(POSTMAP is None, reason="Postfix's postmap is not installed")
 
 LOCAL_CHARS = "abcXYZ019.+-_=#$&'*/?^`{|}~!%\"\\,:;()<>[]@ \té"
@@ -62,9 +62,7 @@ def test_accepted_keys_read_back_exactly(tmp_path_factory, raw_keys):
     # A draw with no accepted key checks nothing: hypothesis draws again.
     assume(table)
     work = tmp_path_factory.mktemp("prop")
-    (work / "main.cf").write_text("")
-    # Postfix programs wait up to 1.5 s while main.cf looks freshly written.
-    os.utime(work / "main.cf", (time.time() - 3600,) * 2)
+    empty_postfix_config(work)
     source = work / "senders"
     source.write_text(render_body({key: login for key, (_, login) in table.items()}))
     subprocess.run([POSTMAP, "-c", str(work), f"lmdb:{source}"], check=True, capture_output=True)
