@@ -186,8 +186,9 @@ async def serve(config, ready=None, stop=None):
             ready.set()
         if stop is None:
             await server.serve_forever()
-        while not stop.is_set():
-            await asyncio.sleep(0.05)
+        else:
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
 
 
 def run(config):

@@ -113,8 +113,9 @@ class SenderMap:
         """A connection to the store as the path names it now.
 
         A connection outlives a rename, a chmod or a restore over the file; the
-        path is checked at each lookup (microseconds, against 0.2 ms to open
-        the store again) so that those count at once.
+        path is checked at each lookup that reads the store (microseconds,
+        against 0.2 ms to open the store again), which every such change
+        causes, since it ends the kept answers.
         """
         stat = os.stat(self.store_path)
         if not os.access(self.store_path, os.R_OK):
