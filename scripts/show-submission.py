@@ -1,7 +1,6 @@
 """Send one authenticated message to every port of every service name on the local
 instances and print what each answered. Exits non-zero unless every one got 250."""
 
-import base64
 import json
 import pathlib
 import subprocess
@@ -12,10 +11,11 @@ import yaml
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "collections"))
+sys.path.insert(0, str(REPO / "tests"))
 from ansible_collections.mailops.submission.plugins.module_utils.listeners import listener_hostname  # noqa: E402
+from host_probe import PROBE_B64  # noqa: E402
 
 VARS = REPO / "inventory/local/group_vars/submission"
-PROBE = base64.b64encode((REPO / "tests/smtp_probe.py").read_bytes()).decode()
 
 
 def load_vars():
@@ -47,11 +47,12 @@ def main():
                     "data": data,
                 }
             )
-    payload = base64.b64encode(json.dumps(cases).encode()).decode()
     ok = True
     for host in hosts:
         out = subprocess.run(
-            ["docker", "exec", host, "sh", "-c", f'python3 -c "$(echo {PROBE} | base64 -d)" {payload}'],
+            # The cases hold a password: on standard input, not the command line.
+            ["docker", "exec", "-i", host, "sh", "-c", f'python3 -c "$(echo {PROBE_B64} | base64 -d)" -'],
+            input=json.dumps(cases),
             check=True,
             capture_output=True,
             text=True,

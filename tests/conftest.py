@@ -12,7 +12,7 @@ from the machine that runs pytest.
 import pytest
 import testinfra
 from deployment import Deployment
-from host_probe import Probe
+from host_probe import HostSecrets, Probe
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -52,8 +52,14 @@ def deployment(host):
 
 
 @pytest.fixture(scope="module")
-def probe(host):
-    return Probe(host)
+def host_secrets(host, deployment, request):
+    """The verification passwords on the host, in a file only its user reads (HostSecrets)."""
+    return HostSecrets.of(host, deployment.accounts, request.config)
+
+
+@pytest.fixture(scope="module")
+def probe(host, host_secrets):
+    return Probe(host, host_secrets)
 
 
 @pytest.fixture(scope="module")

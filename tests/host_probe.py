@@ -4,24 +4,91 @@ so that no port has to be reachable from the machine that runs pytest."""
 import base64
 import ipaddress
 import json
+import os
 import pathlib
+import tempfile
 
+from secret_refs import SECRETS_ENV, conceal
 from smtp_load import unseen_loopback_address
 
-PROBE_SOURCE = (pathlib.Path(__file__).parent / "smtp_probe.py").read_text()
-PROBE_B64 = base64.b64encode(PROBE_SOURCE.encode()).decode()
-LOAD_B64 = base64.b64encode((pathlib.Path(__file__).parent / "smtp_load.py").read_bytes()).decode()
+HERE = pathlib.Path(__file__).parent
+
+
+def host_program(main, *modules):
+    """base64 of a program for `python3 -c`: tests/<main>.py, after tests/<module>.py
+    for each module loaded under its own name, so that main imports it as usual."""
+    loader = ["import sys, types"]
+    for name in modules:
+        source = (HERE / f"{name}.py").read_text()
+        loader.append(
+            f"_m = types.ModuleType({name!r}); exec(compile({source!r}, {name + '.py'!r}, 'exec'), _m.__dict__); "
+            f"sys.modules[{name!r}] = _m"
+        )
+    program = "\n".join(loader) + "\n" + (HERE / f"{main}.py").read_text()
+    return base64.b64encode(program.encode()).decode()
+
+
+PROBE_B64 = host_program("smtp_probe", "secret_refs")
+LOAD_B64 = base64.b64encode((HERE / "smtp_load.py").read_bytes()).decode()
+
+
+# One HostSecrets a host in this pytest process.
+_SECRETS_BY_HOST = {}
+
+
+class HostSecrets:
+    """The verification accounts' passwords in a 0600 file on the host under
+    test, put there through Ansible's connection (never a command line) and
+    removed when pytest ends. Programs find it through $SUBMISSION_VERIFY_SECRETS."""
+
+    def __init__(self, host, accounts):
+        self.host = host
+        self.passwords = {account.login: account.password for account in accounts}
+        self.path = self.put(json.dumps(self.passwords))
+
+    @classmethod
+    def of(cls, host, accounts, config):
+        """One file a host for the whole run; config is pytest's, which removes it at the end."""
+        key = host.backend.get_pytest_id()
+        if key not in _SECRETS_BY_HOST:
+            secrets = _SECRETS_BY_HOST[key] = cls(host, accounts)
+            config.add_cleanup(secrets.remove)
+        return _SECRETS_BY_HOST[key]
+
+    def put(self, content):
+        """A new 0600 file on the host holding content; its path."""
+        path = self.host.check_output("mktemp /tmp/submission-verify.XXXXXXXXXX")
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as local:
+            os.chmod(local.name, 0o600)
+            local.write(content)
+            local.flush()
+            result = self.host.ansible("copy", f"src={local.name} dest={path} mode=0600", check=False)
+        assert not result.get("failed"), f"could not put a file on the host: {result.get('msg')}"
+        return path
+
+    def remove(self, path=None):
+        self.host.run("rm -f %s", path or self.path)
+
+    def conceal(self, value):
+        return conceal(value, self.passwords)
+
+    @property
+    def env(self):
+        """The shell assignment that tells a program where the passwords are."""
+        return f"{SECRETS_ENV}={self.path}"
 
 
 class Probe:
     """Plays SMTP sessions on the host under test and returns their results."""
 
-    def __init__(self, host):
-        self.host = host
+    def __init__(self, host, secrets):
+        self.host, self.secrets = host, secrets
 
     def run(self, cases, workers=8):
-        payload = base64.b64encode(json.dumps(cases).encode()).decode()
-        cmd = self.host.run('python3 -c "$(echo %s | base64 -d)" %s %s', PROBE_B64, payload, str(workers))
+        payload = base64.b64encode(json.dumps(self.secrets.conceal(cases)).encode()).decode()
+        cmd = self.host.run(
+            self.secrets.env + ' python3 -c "$(echo %s | base64 -d)" %s %s', PROBE_B64, payload, str(workers)
+        )
         assert cmd.rc == 0, f"probe failed: {cmd.stderr}"
         return json.loads(cmd.stdout)
 

@@ -1,10 +1,12 @@
 """SMTP client that the tests run on the host under test (Python 3 stdlib only).
 
-It reads a JSON list of sessions from its first argument, plays each one as a
+It reads a JSON list of sessions from its first argument (base64), or from
+its standard input when that argument is "-", plays each one as a
 mail client would (connect by name, EHLO, STARTTLS verified against the system
 trust store, AUTH PLAIN, MAIL, RCPT, DATA) and prints one JSON result a session.
 A session stops at the first step the server refuses; the result holds the
-reply code and text of every step that ran.
+reply code and text of every step that ran. Passwords may be references to
+the file named by $SUBMISSION_VERIFY_SECRETS (secret_refs.py).
 """
 
 import base64
@@ -15,6 +17,8 @@ import socket
 import ssl
 import sys
 import time
+
+from secret_refs import reveal
 
 
 def _reply(pair):
@@ -170,7 +174,7 @@ def run_session(case):
 
 
 def main():
-    cases = json.loads(base64.b64decode(sys.argv[1]))
+    cases = reveal(json.loads(sys.stdin.read() if sys.argv[1] == "-" else base64.b64decode(sys.argv[1])))
     socket.setdefaulttimeout(60)
     # Sessions are independent; running them side by side keeps Dovecot's delay
     # after each refused login from adding up.

@@ -111,13 +111,23 @@ class Browser:
         return self.find("body").text
 
     def submit(self, button):
-        """Click a form's button and wait for the page it leads to."""
-        from selenium.webdriver.support import expected_conditions  # noqa: PLC0415
+        """Click a form's button and wait until the page it leads to has loaded.
+
+        The old page is recognised by a mark on its window object, which a new
+        document never has. Waiting for an element of the old page to go stale
+        is not enough: during the navigation Chromium may answer "Node with
+        given id does not belong to the document" instead of "stale element".
+        """
+        from selenium.common.exceptions import WebDriverException  # noqa: PLC0415
         from selenium.webdriver.support.wait import WebDriverWait  # noqa: PLC0415
 
-        page = self.find("html")
+        self.driver.execute_script("window.submittedFromHere = true")
         button.click()
-        WebDriverWait(self.driver, 20).until(expected_conditions.staleness_of(page))
+        WebDriverWait(self.driver, 20, ignored_exceptions=(WebDriverException,)).until(
+            lambda driver: driver.execute_script(
+                "return !window.submittedFromHere && document.readyState === 'complete'"
+            )
+        )
 
     def shot(self, step):
         self.shots += 1

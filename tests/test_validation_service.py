@@ -6,14 +6,13 @@ certificates verified by the host's trust store), the SMTP probe, and the
 test sink's Maildir where the confirmation message arrives.
 """
 
-import base64
 import json
-import pathlib
 import shlex
 import time
 import uuid
 
 import pytest
+from host_probe import host_program
 from validation_flow import confirmation_link, new_address, rcpt_code
 
 # One parameterized statement on the store, as its owner (files SQLite creates
@@ -21,23 +20,23 @@ from validation_flow import confirmation_link, new_address, rcpt_code
 STORE_SQL = "runuser -u sender-validation -- python3 -c " + shlex.quote(
     "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); db.execute(sys.argv[2], sys.argv[3:]); db.commit()"
 )
-WEB_CLIENT_B64 = base64.b64encode((pathlib.Path(__file__).parent / "web_client.py").read_bytes()).decode()
+WEB_CLIENT_B64 = host_program("web_client", "secret_refs")
 
 
 @pytest.fixture(scope="module")
-def web(host, deployment):
+def web(host, deployment, host_secrets):
     variables = host.ansible.get_variables()
     if not variables.get("submission_validation_enabled", True):
         pytest.skip("submission_validation_enabled is false: this deployment has no validation service")
     name = variables.get("submission_validation_hostname", f"senders.{deployment.domain}")
-    return Web(host, f"https://{name}")
+    return Web(host, f"https://{name}", host_secrets)
 
 
 class Web:
     """A browser's session on the host: one cookie jar per Web.session()."""
 
-    def __init__(self, host, base_url):
-        self.host, self.base_url = host, base_url
+    def __init__(self, host, base_url, secrets):
+        self.host, self.base_url, self.secrets = host, base_url, secrets
         self.jar_dir = host.check_output("mktemp -d /tmp/web-tests.XXXXXX")
 
     def session(self, source=None):
@@ -51,8 +50,8 @@ class WebSession:
 
     def call(self, method, path, form=None):
         url = path if path.startswith("https://") else self.web.base_url + path
-        args = [self.jar, method, url] + ([json.dumps(form)] if form is not None else [])
-        run = 'python3 -c "$(echo %s | base64 -d)" ' + " ".join(["%s"] * len(args))
+        args = [self.jar, method, url] + ([json.dumps(self.web.secrets.conceal(form))] if form is not None else [])
+        run = self.web.secrets.env + ' python3 -c "$(echo %s | base64 -d)" ' + " ".join(["%s"] * len(args))
         if self.source:
             run, args = "WEB_CLIENT_SOURCE=%s " + run, [self.source, WEB_CLIENT_B64, *args]
         else:

@@ -8,7 +8,8 @@ With WEB_CLIENT_SOURCE set, connections come from that local address (a
 client address of the test's choosing, for the per-address controls).
 
 FORM_JSON's fields are posted as a form; a field "csrf": "from:URL" takes the
-token from that page first. Prints one JSON object: status, location, body.
+token from that page first; a field may be a reference to a password in the
+file named by $SUBMISSION_VERIFY_SECRETS (secret_refs.py). Prints one JSON object: status, location, body.
 """
 
 import functools
@@ -22,6 +23,8 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+
+from secret_refs import reveal
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -66,7 +69,7 @@ def call(open_url, method, url, form=None):
 
 def main(jar_path, method, url, form_json=None):
     open_url, jar = opener(jar_path)
-    form = json.loads(form_json) if form_json else None
+    form = reveal(json.loads(form_json)) if form_json else None
     if form and str(form.get("csrf", "")).startswith("from:"):
         _, _, page = call(open_url.open, "GET", form["csrf"][5:])
         found = re.search(r'name="csrf" value="([^"]+)"', page)

@@ -7,11 +7,7 @@ in the certificate directory.
 """
 
 import datetime
-import json
 import os
-import pathlib
-import subprocess
-import sys
 
 import pytest
 from cryptography import x509
@@ -19,7 +15,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
 NAMES = ["smtp.example.net", "secure.example.net"]
 
 
@@ -47,50 +42,18 @@ def make_cert(tmp_path, stem, names, kind="ecdsa", days=30):
     return cert_path, key_path
 
 
-def apply_role(tmp_path, pairs, key_types=("ecdsa", "rsa")):
-    files = json.dumps([{"cert": str(cert), "key": str(key)} for cert, key in pairs])
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(
-        f"""
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    submission_domain: example.net
-    submission_tls_names: {json.dumps(NAMES)}
-    submission_tls_source: files
-    submission_tls_dir: {tmp_path}/installed
-    submission_tls_files: {files}
-    submission_tls_key_types: {json.dumps(list(key_types))}
-    # No Postfix here: the role's own reload handler stays out.
-    submission_tls_reload_postfix: false
-  roles:
-    - submission_tls
-"""
-    )
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        ANSIBLE_ROLES_PATH=str(REPO / "roles"),
-        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-        ANSIBLE_LOCALHOST_WARNING="false",
-        PATH=f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}",
-    )
-    run = subprocess.run(
-        ["ansible-playbook", "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}", str(playbook)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        check=False,
-    )
-    return run.returncode, run.stdout + run.stderr
-
-
-def play_stats(out):
-    """The recap of the run (the json callback's stats) for localhost."""
-    report, _ = json.JSONDecoder().raw_decode(out[out.index("{") :])
-    return report["stats"]["localhost"]
+def apply_role(run_play, tmp_path, pairs, key_types=("ecdsa", "rsa")):
+    play_vars = {
+        "submission_domain": "example.net",
+        "submission_tls_names": NAMES,
+        "submission_tls_source": "files",
+        "submission_tls_dir": f"{tmp_path}/installed",
+        "submission_tls_files": [{"cert": str(cert), "key": str(key)} for cert, key in pairs],
+        "submission_tls_key_types": list(key_types),
+        # No Postfix here: the role's own reload handler stays out.
+        "submission_tls_reload_postfix": False,
+    }
+    return run_play(play_vars, {"roles": ["submission_tls"]})
 
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the role installs packages: run as root")
@@ -101,10 +64,10 @@ def installed_chains(tmp_path):
     return sorted(p.name for p in chains.iterdir()) if chains.exists() else []
 
 
-def test_each_name_and_key_type_gets_a_root_only_chain_with_the_key_first(tmp_path):
+def test_each_name_and_key_type_gets_a_root_only_chain_with_the_key_first(run_play, play_stats, tmp_path):
     ecdsa_pair = make_cert(tmp_path, "ecdsa", NAMES)
     rsa_pair = make_cert(tmp_path, "rsa", NAMES, kind="rsa")
-    rc, out = apply_role(tmp_path, [rsa_pair, ecdsa_pair])
+    rc, out = apply_role(run_play, tmp_path, [rsa_pair, ecdsa_pair])
     assert rc == 0, out[-3000:]
     assert installed_chains(tmp_path) == sorted(f"{n}.{t}.pem" for n in NAMES for t in ("ecdsa", "rsa"))
     for name in NAMES:
@@ -118,48 +81,48 @@ def test_each_name_and_key_type_gets_a_root_only_chain_with_the_key_first(tmp_pa
     assert (tmp_path / "installed/private").stat().st_mode & 0o077 == 0
     assert "PRIVATE KEY" not in out, "a key was logged"
 
-    rc, out = apply_role(tmp_path, [rsa_pair, ecdsa_pair])
+    rc, out = apply_role(run_play, tmp_path, [rsa_pair, ecdsa_pair])
     assert rc == 0, out[-3000:]
     stats = play_stats(out)
     assert stats["changed"] == 0 and stats["failures"] == 0, f"a second run changed something: {stats}"
 
 
-def test_a_key_of_another_certificate_is_refused(tmp_path):
+def test_a_key_of_another_certificate_is_refused(run_play, tmp_path):
     cert, _ = make_cert(tmp_path, "good", NAMES)
     _, other_key = make_cert(tmp_path, "other", NAMES)
-    rc, out = apply_role(tmp_path, [(cert, other_key)], key_types=["ecdsa"])
+    rc, out = apply_role(run_play, tmp_path, [(cert, other_key)], key_types=["ecdsa"])
     assert rc != 0
     assert f"The key in {other_key} does not match the certificate in {cert}" in out, out[-2000:]
     assert installed_chains(tmp_path) == []
     assert not (tmp_path / "installed/private/supplied-0.key").exists()
 
 
-def test_a_name_without_a_certificate_is_refused_by_name_and_key_type(tmp_path):
+def test_a_name_without_a_certificate_is_refused_by_name_and_key_type(run_play, tmp_path):
     partial = make_cert(tmp_path, "partial", ["smtp.example.net"])
-    rc, out = apply_role(tmp_path, [partial], key_types=["ecdsa"])
+    rc, out = apply_role(run_play, tmp_path, [partial], key_types=["ecdsa"])
     assert rc != 0
     assert "No ecdsa certificate in submission_tls_files covers secure.example.net" in out, out[-2000:]
     assert installed_chains(tmp_path) == []
 
 
-def test_a_missing_key_type_is_refused(tmp_path):
+def test_a_missing_key_type_is_refused(run_play, tmp_path):
     only_ecdsa = make_cert(tmp_path, "ecdsa", NAMES)
-    rc, out = apply_role(tmp_path, [only_ecdsa])
+    rc, out = apply_role(run_play, tmp_path, [only_ecdsa])
     assert rc != 0
     assert "No rsa certificate in submission_tls_files covers smtp.example.net" in out, out[-2000:]
     assert installed_chains(tmp_path) == []
 
 
-def test_an_expired_certificate_is_refused(tmp_path):
+def test_an_expired_certificate_is_refused(run_play, tmp_path):
     expired = make_cert(tmp_path, "expired", NAMES, days=-1)
-    rc, out = apply_role(tmp_path, [expired], key_types=["ecdsa"])
+    rc, out = apply_role(run_play, tmp_path, [expired], key_types=["ecdsa"])
     assert rc != 0
     assert f"The certificate in {expired[0]} expired on" in out, out[-2000:]
     assert installed_chains(tmp_path) == []
 
 
-def test_a_wildcard_certificate_covers_both_names(tmp_path):
+def test_a_wildcard_certificate_covers_both_names(run_play, tmp_path):
     wild = make_cert(tmp_path, "wild", ["*.example.net"])
-    rc, out = apply_role(tmp_path, [wild], key_types=["ecdsa"])
+    rc, out = apply_role(run_play, tmp_path, [wild], key_types=["ecdsa"])
     assert rc == 0, out[-2000:]
     assert installed_chains(tmp_path) == sorted(f"{n}.ecdsa.pem" for n in NAMES)

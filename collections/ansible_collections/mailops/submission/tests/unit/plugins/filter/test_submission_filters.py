@@ -102,6 +102,46 @@ def test_each_problem_names_the_account_and_never_its_secret(account, problem):
     assert "secret" not in problems[0]
 
 
+# What each refused scheme looks like, and the word the refusal names it by.
+WEAK_HASHES = [
+    ("$1$saltsalt$Vx0mIvKgZ9Tw0rGnvb.9e1", "MD5-crypt"),
+    ("{CRYPT}$1$saltsalt$Vx0mIvKgZ9Tw0rGnvb.9e1", "MD5-crypt"),
+    ("$apr1$saltsalt$Vx0mIvKgZ9Tw0rGnvb.9e1", "Apache MD5"),
+    ("saHW9GdxihkGQ", "DES crypt"),
+    ("{CRYPT}saHW9GdxihkGQ", "DES crypt"),
+    ("{PLAIN}Sekr1t-pw", "PLAIN"),
+    ("{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=", "SHA"),
+    ("{SSHA256}czO44OTV17PcF1cRxWrLZLy9xHd7CWyVYplr1rOhuzkY2SNt", "SSHA256"),
+    ("{PLAIN-MD5}5f4dcc3b5aa765d61d8327deb882cf99", "PLAIN-MD5"),
+    ("{SHA512-CRYPT}$5$saltsalt$ZYpUqP7hGnHHxGJC3SYpuVt6aQcKkFfbnLiH8zMqmC4", "marked {SHA512-CRYPT}"),
+    ("$6$saltsalt$hash:with:colons", "not a $id$ crypt hash"),
+]
+
+
+@pytest.mark.parametrize(("password_hash", "named"), WEAK_HASHES)
+def test_weak_or_broken_hashes_are_refused_by_their_scheme_never_their_value(password_hash, named):
+    problems = FILTERS["account_problems"]([{"address": "carol@runbox.com", "password_hash": password_hash}])
+    assert len(problems) == 1 and problems[0].startswith("carol@runbox.com: "), problems
+    assert named in problems[0], problems
+    assert password_hash not in problems[0] and "Sekr1t-pw" not in problems[0]
+
+
+@pytest.mark.parametrize(
+    "password_hash",
+    [
+        "{SHA512-CRYPT}$6$ZRqKrkOtCAsTz6bk$p0Hnj5DB1gCgVgEtQH5msOPkpjAznihmLC8PkHFO",
+        "$6$rounds=100000$ZRqKrkOtCAsTz6bk$p0Hnj5DB1gCgVgEtQH5msOPkpjAznihmLC8PkHFO",
+        "{SHA256-CRYPT}$5$saltsalt$ZYpUqP7hGnHHxGJC3SYpuVt6aQcKkFfbnLiH8zMqmC4",
+        "{BLF-CRYPT}$2y$05$abcdefghijklmnopqrstuu5sFGmGqAYmhRfXnp3zRQGRsI1eDdbAe",
+        "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$X3DX6M94c7o.9agCG9G317fhZg9SqC.5i5rd.RhAtQ7",
+        "{CRYPT}$y$j9T$F5Jx5fExrKuPp53xLKQ..1$X3DX6M94c7o.9agCG9G317fhZg9SqC.5i5rd.RhAtQ7",
+        "{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$c2FsdHNhbHQ$Mdg0Wk0sc3Vd8tFz",
+    ],
+)
+def test_slow_salted_hashes_are_accepted(password_hash):
+    assert FILTERS["account_problems"]([{"address": "carol@runbox.com", "password_hash": password_hash}]) == []
+
+
 def test_an_address_listed_twice_in_any_case_is_a_problem():
     accounts = [{"address": "dup@runbox.com", "password_hash": "$6$s$h"}] * 2
     accounts += [{"address": "DUP@runbox.com", "password_hash": "$6$s$h"}]
