@@ -2,6 +2,7 @@
 so that no port has to be reachable from the machine that runs pytest."""
 
 import base64
+import email
 import ipaddress
 import json
 import os
@@ -110,6 +111,18 @@ class Probe:
         if not ipaddress.ip_address(endpoint.address).is_loopback:
             return None
         return unseen_loopback_address()
+
+
+def wait_for_sink(host, maildir, token):
+    """The message holding token, as the test sink stored it (envelope in
+    X-MailFrom and X-RcptTo), once it arrives within a minute; else None."""
+    found = host.run(
+        "for i in $(seq 120); do f=$(grep -rl %s %s/new 2>/dev/null | head -n1); "
+        '[ -n "$f" ] && cat "$f" && exit 0; sleep 0.5; done; exit 1',
+        token,
+        maildir,
+    )
+    return email.message_from_string(found.stdout) if found.rc == 0 else None
 
 
 def drain_queue(host, seconds=120):

@@ -1,11 +1,10 @@
 """Relay: authenticated clients only, and what they send arrives intact."""
 
-import email
 import re
 import uuid
 
 import pytest
-from host_probe import session
+from host_probe import session, wait_for_sink
 
 QUEUED = re.compile(r"queued as ([0-9A-Za-z]+)")
 
@@ -33,16 +32,6 @@ def test_unauthenticated_relay_is_refused_on_every_endpoint(probe, deployment):
     assert not failures, "relayed without AUTH:\n" + "\n".join(failures)
 
 
-def _wait_for_sink(host, maildir, token):
-    found = host.run(
-        "for i in $(seq 120); do f=$(grep -rl %s %s/new 2>/dev/null | head -n1); "
-        '[ -n "$f" ] && cat "$f" && exit 0; sleep 0.5; done; exit 1',
-        token,
-        maildir,
-    )
-    return email.message_from_string(found.stdout) if found.rc == 0 else None
-
-
 def test_authenticated_message_reaches_the_sink_with_its_envelope_sender(host, probe, deployment, sink):
     account = deployment.accounts[0]
     tokens = {e: uuid.uuid4().hex for e in deployment.endpoints}
@@ -62,7 +51,7 @@ def test_authenticated_message_reaches_the_sink_with_its_envelope_sender(host, p
         if (result.get("data") or [0])[0] != 250:
             failures.append(f"{endpoint.label} did not accept: {result}")
             continue
-        received = _wait_for_sink(host, sink, tokens[endpoint])
+        received = wait_for_sink(host, sink, tokens[endpoint])
         if received is None:
             failures.append(f"{endpoint.label}: accepted ({result['data'][1]}) but never reached the sink")
         elif received["X-MailFrom"] != account.address:

@@ -56,6 +56,29 @@ def test_users_file_is_not_world_readable(host, path):
     assert users.mode & 0o007 == 0, oct(users.mode)
 
 
+def test_dovecot_answers_user_lookups_to_no_local_user(host):
+    userdb = host.file("/run/dovecot/auth-userdb")
+    assert userdb.exists, "no auth-userdb socket where Dovecot keeps it"
+    assert userdb.mode & 0o077 == 0, f"auth-userdb is {userdb.mode:o}: any local user can look up accounts"
+
+
+def sender_tables(host):
+    """The files of every lmdb table in smtpd_sender_login_maps, with their sources."""
+    maps = host.check_output("postconf -xh smtpd_sender_login_maps")
+    paths = [m.split(":", 1)[1].rstrip(",}") for m in maps.replace("{", " ").split() if m.startswith("lmdb:")]
+    return [f for path in paths for f in (path, path + ".lmdb")]
+
+
+def test_sender_tables_are_readable_only_by_root_and_postfix(host):
+    tables = sender_tables(host)
+    assert tables, "smtpd_sender_login_maps names no lmdb table"
+    for path in tables:
+        table = host.file(path)
+        assert table.exists, path
+        assert (table.user, table.group) == ("root", "postfix"), f"{path}: {table.user}:{table.group}"
+        assert table.mode & 0o007 == 0, f"{path} is {table.mode:o}: every local user reads the customers' addresses"
+
+
 def test_no_clear_password_in_users_file(host, deployment):
     content = host.file("/etc/dovecot/submission-users").content_string
     for account in deployment.accounts:

@@ -20,6 +20,8 @@ description:
   - C(served_listeners) gives each listener's host name, ports and TLS mode, as a mail client needs them.
   - C(lmdb_table_files) gives the files of C(lmdb:/path) tables, for the header-From milter, which reads them itself;
     a table of another type is an error that names it.
+  - C(exemption_problems) lists the entries of an abuse-control exemption list that are not IP networks or are wider
+    than a /8 (IPv4) or a /16 (IPv6), 0.0.0.0/0 and ::/0 included, each naming the entry.
   - C(listener_problems) lists what is wrong with the listeners (name, IP address, ports, an address and port bound
     twice), each naming the listener and the value.
 author: smtp-submission developers
@@ -33,6 +35,7 @@ from ansible_collections.mailops.submission.plugins.module_utils.account_rules i
     hosted_domains,
 )
 from ansible_collections.mailops.submission.plugins.module_utils.certificate_names import certificate_matches
+from ansible_collections.mailops.submission.plugins.module_utils.client_networks import exemption_problems
 from ansible_collections.mailops.submission.plugins.module_utils.listeners import (
     chain_files,
     listener_hostname,
@@ -75,5 +78,6 @@ class FilterModule:
                 account_problems,
                 hosted_domains,
                 certificate_matches,
+                exemption_problems,
             )
         }
