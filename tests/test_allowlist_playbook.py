@@ -7,6 +7,7 @@ molecule/default/vars/allowlist-changes.yml). Only submission_allowlist_validate
 read: present pairs must be allowed, absent pairs refused with 553 5.7.1.
 """
 
+import json
 import os
 import pathlib
 
@@ -73,3 +74,28 @@ def test_logins_send_as_the_data_file_says(probe, deployment, changes):
             assert rcpt[0] == 250, f"{pair['login']} as {pair['sender']}: {result}"
         else:
             assert rcpt[0] == 553 and "5.7.1" in rcpt[1], f"{pair['login']} as {pair['sender']}: {result}"
+
+
+STORE_ROWS = (
+    "import json, sqlite3, sys; db = sqlite3.connect('file:' + sys.argv[1] + '?mode=ro', uri=True); "
+    "print(json.dumps(db.execute('SELECT sender, login, source FROM validated_senders').fetchall()))"
+)
+
+
+def test_the_store_holds_only_accounts_pairs_and_the_inventorys_as_listed(host, accounts, changes):
+    """After the playbook, the store's inventory pairs are what the inventory and
+    the data file list, and no pair belongs to a login that is no account."""
+    variables = host.ansible.get_variables()
+    if not variables.get("submission_validation_enabled", True):
+        pytest.skip("no validation service: the validated pairs are in the lmdb table")
+    store = variables.get("submission_validation_store", "/var/lib/sender-validation/senders.sqlite")
+    rows = json.loads(host.check_output("python3 -c %s %s", STORE_ROWS, store))
+    logins = {account["address"].lower() for account in accounts}
+    listed = {(s.lower(), a["address"].lower()) for a in accounts for s in a.get("external_senders", [])}
+    listed |= {(p["sender"].lower(), p["login"]) for p in changes if p.get("state", "present") == "present"}
+    # side_effect.yml added a confirmation of carol's, which stays, and one of a removed account, which goes.
+    assert ["carol.home@gmail.example", "carol@runbox.com", "user"] in rows, f"a user's pair was removed: {rows}"
+    strangers = [row for row in rows if row[1] not in logins]
+    assert not strangers, f"pairs of logins that are no account: {strangers}"
+    inventory = {(sender, login) for sender, login, source in rows if source == "inventory"}
+    assert inventory == listed, f"inventory pairs {sorted(inventory)} != listed {sorted(listed)}"

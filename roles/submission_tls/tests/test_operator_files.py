@@ -126,3 +126,16 @@ def test_a_wildcard_certificate_covers_both_names(run_play, tmp_path):
     rc, out = apply_role(run_play, tmp_path, [wild], key_types=["ecdsa"])
     assert rc == 0, out[-2000:]
     assert installed_chains(tmp_path) == sorted(f"{n}.ecdsa.pem" for n in NAMES)
+
+
+def test_a_play_that_names_no_certificate_source_stops_before_anything(run_play, tmp_path):
+    play_vars = {
+        "submission_domain": "example.net",
+        "submission_tls_names": NAMES,
+        "submission_tls_dir": f"{tmp_path}/installed",
+        "submission_tls_reload_postfix": False,
+    }
+    rc, out = run_play(play_vars, {"roles": ["submission_tls"]})
+    assert rc != 0, "the role ran without submission_tls_source"
+    assert "submission_tls_source" in out, out[-3000:]
+    assert not (tmp_path / "installed").exists(), "the role wrote files before it stopped"

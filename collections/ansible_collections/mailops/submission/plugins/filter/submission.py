@@ -15,6 +15,9 @@ description:
   - C(certificate_matches) picks, for every service name and key type, the first supplied certificate that covers
     the name (wildcards for one label included).
   - C(hosted_domains) gives the provider's domains: the primary one, the accounts' own and the ones they own.
+  - C(identity_problems) lists broken identity invariants of the accounts (an C(@domain) alias or external sender,
+    the primary domain or another account's domain owned, an address with two owners unless shared, an external or
+    validated address inside the provider's domains), each naming the account and the key.
   - C(account_problems) lists what is wrong with each account, named by address only, never by its secrets.
   - C(store_query) gives the query Postfix's sqlite or pgsql table makes in the validated-senders store.
   - C(served_listeners) gives each listener's host name, ports and TLS mode, as a mail client needs them.
@@ -33,6 +36,7 @@ from ansible_collections.mailops.submission.plugins.module_utils.account_rules i
     allowlist_account_entries,
     allowlist_validated_entries,
     hosted_domains,
+    identity_problems,
 )
 from ansible_collections.mailops.submission.plugins.module_utils.certificate_names import certificate_matches
 from ansible_collections.mailops.submission.plugins.module_utils.client_networks import exemption_problems
@@ -77,6 +81,7 @@ class FilterModule:
                 allowlist_validated_entries,
                 account_problems,
                 hosted_domains,
+                identity_problems,
                 certificate_matches,
                 exemption_problems,
             )

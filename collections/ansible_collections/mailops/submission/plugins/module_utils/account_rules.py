@@ -12,7 +12,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from ansible_collections.mailops.submission.plugins.module_utils.sender_address import AddressError, normalize_login
+from ansible_collections.mailops.submission.plugins.module_utils.sender_address import (
+    AddressError,
+    normalize_login,
+    normalize_sender,
+)
 
 # The crypt schemes Dovecot verifies that a stolen users file does not give
 # away cheaply: salted and slow (SHA-crypt with rounds, bcrypt, yescrypt,
@@ -121,3 +125,74 @@ def hosted_domains(accounts, primary_domain):
         domains.add(account["address"].rsplit("@", 1)[-1].lower())
         domains.update(domain.lower() for domain in account.get("domains", []))
     return sorted(domains)
+
+
+def _key(value):
+    """value as an allowlist key, or None when it is not one (account_problems names those)."""
+    try:
+        return normalize_sender(value)
+    except AddressError:
+        return None
+
+
+def _domain_of(key):
+    return key.rsplit("@", 1)[-1]
+
+
+def identity_problems(accounts, primary_domain, shared_senders=(), validated=()):
+    """One line per broken identity invariant, each naming the account and the key.
+
+    - aliases and external_senders are addresses, never @domain keys (one line
+      would let a login send as anyone at gmail.com);
+    - an owned domain is never the primary domain (every user's addresses) and
+      has one owner;
+    - an address (account or alias) has one owner, unless shared_senders lists it;
+    - an external or validated address is never inside the provider's own or
+      hosted domains: it would take an address from the domain's owner, as
+      Postfix's full-address key wins over the @domain key.
+    validated: extra {sender, login} pairs (submission_allowlist_validated).
+    """
+    primary = primary_domain.lower()
+    hosted = set(hosted_domains([a for a in accounts if isinstance(a, dict) and a.get("address")], primary))
+    shared = {_key(sender) for sender in shared_senders}
+    problems, owners, domain_owners = [], {}, {}
+    for account in accounts:
+        if not isinstance(account, dict) or not isinstance(account.get("address"), str):
+            continue
+        label = account["address"]
+        for field in ("aliases", "external_senders"):
+            for sender in account.get(field, []):
+                if isinstance(sender, str) and sender.strip().startswith("@"):
+                    problems.append(f"{label}: {field} has {sender}, a whole domain; list addresses")
+        for sender in [account["address"], *account.get("aliases", [])]:
+            key = _key(sender)
+            if key:
+                owners.setdefault(key, []).append(label)
+        for domain in account.get("domains", []):
+            if str(domain).lower() == primary:
+                problems.append(f"{label}: domains has {domain}, the primary domain (every user's addresses)")
+            else:
+                domain_owners.setdefault(str(domain).lower(), []).append(label)
+        problems += _outside_hosted(label, "external_senders", account.get("external_senders", []), hosted)
+    for pair in (p for p in validated if p.get("state", "present") == "present"):
+        problems += _outside_hosted(pair.get("login", "?"), "submission_allowlist_validated", [pair["sender"]], hosted)
+    problems += [
+        f"{key}: claimed by {', '.join(labels)}; one owner, or list it in submission_shared_senders"
+        for key, labels in owners.items()
+        if len(labels) > 1 and key not in shared
+    ]
+    problems += [
+        f"{domain}: in the domains of {', '.join(labels)}; a domain has one owner"
+        for domain, labels in domain_owners.items()
+        if len(labels) > 1
+    ]
+    return problems
+
+
+def _outside_hosted(label, field, senders, hosted):
+    return [
+        f"{label}: {field} has {sender}, inside the provider's domain {_domain_of(key)}; "
+        "such an address belongs to an account (address, alias or domain), never to a validation"
+        for sender in senders
+        if (key := _key(sender)) and not key.startswith("@") and _domain_of(key) in hosted
+    ]

@@ -38,6 +38,14 @@ def normalize_entry(index, entry):
         raise TableError(f"entries[{index}] (sender {sender!r}, login {login!r}): {exc}") from None
 
 
+def normalize_login_param(index, login):
+    """One item of the module's ``logins``, normalised."""
+    try:
+        return normalize_login(login)
+    except AddressError as exc:
+        raise TableError(f"logins[{index}] ({login!r}): {exc}") from None
+
+
 def pairs_to_table(pairs):
     """Group (sender, login) pairs into a table."""
     grouped = {}

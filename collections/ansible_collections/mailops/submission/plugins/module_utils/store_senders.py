@@ -34,12 +34,22 @@ class StorePlan:
     keys: int
 
 
-def plan_changes(inventory, user, entries, bulk_pairs, exclusive):
-    """What turns the store's rows into what entries and bulk_pairs ask.
+@dataclass
+class StoreRequest:
+    """What the module was asked: entries, normalised (sender, login or None,
+    state); bulk_pairs, a set of pairs from src; exclusive; logins, the logins
+    that exist (None: all), whose pairs alone stay."""
 
-    inventory, user: sets of (sender, login) by source; entries: normalised
-    (sender, login or None, state); bulk_pairs: a set of pairs from src.
-    """
+    entries: list
+    bulk_pairs: set
+    exclusive: bool
+    logins: set | None = None
+
+
+def plan_changes(inventory, user, request):
+    """What turns the store's rows (inventory, user: sets of (sender, login) by
+    source) into what the request asks."""
+    entries, bulk_pairs, exclusive, logins = request.entries, request.bulk_pairs, request.exclusive, request.logins
     present = {(sender, login) for sender, login, state in entries if state == "present"}
     absent = [(sender, login) for sender, login, state in entries if state == "absent"]
 
@@ -51,6 +61,8 @@ def plan_changes(inventory, user, entries, bulk_pairs, exclusive):
     else:
         desired = {pair for pair in inventory | bulk_pairs | present if not named_absent(pair)}
     delete = (inventory - desired) | {pair for pair in user if named_absent(pair)}
+    if logins is not None:
+        delete |= {pair for pair in inventory | user if pair[1] not in logins}
     insert = desired - inventory - user
     after = (inventory | user | insert) - delete
     return StorePlan(insert, delete, len(after), len({sender for sender, _ in after}))

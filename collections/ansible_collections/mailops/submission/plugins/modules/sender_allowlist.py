@@ -92,6 +92,15 @@ options:
       - With O(store), the pairs users validated by link stay; only the inventory's are replaced.
     type: bool
     default: false
+  logins:
+    description:
+      - With O(store) only, the logins that exist (every account's). Pairs of any other login are removed, the
+        ones users validated by link included, so that a removed account's addresses go with it and a login
+        reused later starts with none. A present entry for another login is an error.
+      - Unset, no pair is removed for its login.
+    type: list
+    elements: str
+    version_added: 0.3.0
   type:
     description: The Postfix lookup table type of the compiled map.
     type: str
@@ -138,13 +147,16 @@ EXAMPLES = r"""
       - sender: alice.ext@gmail.example
         state: absent
 
-- name: Seed the validation service's store with the inventory's external senders, keeping what users validated
+- name: >-
+    Seed the validation service's store with the inventory's external senders, keeping what users validated,
+    except the pairs of a removed account
   mailops.submission.sender_allowlist:
     store: /var/lib/sender-validation/senders.sqlite
     entries:
       - sender: alice.ext@gmail.example
         login: alice@runbox.com
     exclusive: true
+    logins: [alice@runbox.com, bob@hosted.example]
 
 - name: Load a whole table from a file on the target, dropping every pair not in it
   mailops.submission.sender_allowlist:
@@ -215,9 +227,11 @@ from ansible_collections.mailops.submission.plugins.module_utils.sender_table im
     apply_changes,
     count_pairs,
     normalize_entry,
+    normalize_login_param,
 )
 from ansible_collections.mailops.submission.plugins.module_utils.store_senders import (
     StoreError,
+    StoreRequest,
     keep_owner,
     open_store,
     plan_changes,
@@ -529,23 +543,44 @@ def check_params(params):
     return entries, input_digest(entries, src_digest, params["exclusive"], params["type"])
 
 
+def store_src_pairs(params):
+    """The pairs of src for the store (addresses only), or an empty set."""
+    if not params["src"]:
+        return set()
+    try:
+        with open(params["src"], encoding="utf-8") as handle:
+            bulk = parse_table(handle.read(), f"src {params['src']}")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TableError(f"src {params['src']!r} cannot be read: {exc}") from None
+    pairs = {(sender, login) for sender, logins in bulk.items() for login in logins.split(",")}
+    domain_keys = sorted(sender for sender, _ in pairs if sender.startswith("@"))
+    if domain_keys:
+        raise TableError(f"src {params['src']}: the store holds addresses, not @domain keys ({domain_keys[0]})")
+    return pairs
+
+
+def store_logins(params, entries, bulk_pairs):
+    """The logins option, normalised (None when unset); a pair to add for another login is an error."""
+    if params["logins"] is None:
+        return None
+    logins = {normalize_login_param(index, login) for index, login in enumerate(params["logins"])}
+    for index, (sender, login, state) in enumerate(entries):
+        if state == "present" and login not in logins:
+            raise TableError(f"entries[{index}] (sender {sender!r}): login {login!r} is not among logins")
+    for sender, login in sorted(bulk_pairs):
+        if login not in logins:
+            raise TableError(f"src {params['src']}: {sender} {login}: login {login!r} is not among logins")
+    return logins
+
+
 def update_store(module, entries):
     """The store's changes, made in one transaction (rolled back in check mode); the module's results."""
     params = module.params
     for index, (sender, _login, _state) in enumerate(entries):
         if sender.startswith("@"):
             raise TableError(f"entries[{index}] (sender {sender!r}): the store holds addresses, not @domain keys")
-    bulk_pairs = set()
-    if params["src"]:
-        try:
-            with open(params["src"], encoding="utf-8") as handle:
-                bulk = parse_table(handle.read(), f"src {params['src']}")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise TableError(f"src {params['src']!r} cannot be read: {exc}") from None
-        bulk_pairs = {(sender, login) for sender, logins in bulk.items() for login in logins.split(",")}
-        domain_keys = sorted(sender for sender, _ in bulk_pairs if sender.startswith("@"))
-        if domain_keys:
-            raise TableError(f"src {params['src']}: the store holds addresses, not @domain keys ({domain_keys[0]})")
+    bulk_pairs = store_src_pairs(params)
+    request = StoreRequest(entries, bulk_pairs, params["exclusive"], store_logins(params, entries, bulk_pairs))
     try:
         db = open_store(params["store"])
     except StoreError as exc:
@@ -553,7 +588,7 @@ def update_store(module, entries):
     try:
         db.execute("BEGIN IMMEDIATE")
         inventory, user = read_rows(db)
-        changes = plan_changes(inventory, user, entries, bulk_pairs, params["exclusive"])
+        changes = plan_changes(inventory, user, request)
         result = {
             "changed": bool(changes.insert or changes.delete),
             "added": len(changes.insert),
@@ -631,6 +666,7 @@ def main():
             },
             "src": {"type": "path"},
             "exclusive": {"type": "bool", "default": False},
+            "logins": {"type": "list", "elements": "str"},
             "type": {"type": "str", "choices": list(MAP_SUFFIX), "default": "lmdb"},
             "postfix_config_dir": {"type": "path"},
             "incremental_limit": {"type": "int", "default": 10000},

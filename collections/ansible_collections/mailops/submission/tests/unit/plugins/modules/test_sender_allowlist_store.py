@@ -69,6 +69,32 @@ def test_an_absent_entry_removes_what_a_user_validated(store, tmp_path):
     assert rows(store) == []
 
 
+def test_a_removed_accounts_pairs_go_with_it_the_users_included(store, tmp_path):
+    run(tmp_path, store=str(store), entries=entries(("bob.ext@gmail.example", BOB)))
+    # alice's account is gone: her validated address must not pass to a later alice.
+    result = run(tmp_path, store=str(store), entries=entries(("bob.ext@gmail.example", BOB)), logins=[BOB.upper()])
+    assert (result["changed"], result["removed"], result["pairs"]) == (True, 1, 1), result
+    assert rows(store) == [("bob.ext@gmail.example", BOB, "inventory")]
+    again = run(tmp_path, store=str(store), entries=entries(("bob.ext@gmail.example", BOB)), logins=[BOB])
+    assert again["changed"] is False, again
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"entries": entries(("x@gmail.example", BOB))},
+            "entries[0] (sender 'x@gmail.example'): login 'bob@hosted.example' is not among logins",
+        ),
+        ({"logins": [ALICE, "not a login"]}, "logins[1] ('not a login')"),
+    ],
+)
+def test_logins_that_do_not_cover_the_entries_are_refused_and_nothing_changes(store, tmp_path, params, message):
+    result = run(tmp_path, store=str(store), **dict({"entries": [], "logins": [ALICE]}, **params))
+    assert result.get("failed") and message in result["msg"], result
+    assert rows(store) == [USER_ROW]
+
+
 def test_check_mode_reports_and_diffs_without_writing(store, tmp_path):
     params = {"store": str(store), "entries": entries(("new@gmail.example", BOB)), "exclusive": True}
     result = run(tmp_path, check=True, diff=True, **params)
