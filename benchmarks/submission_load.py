@@ -15,13 +15,16 @@ For each number of messages a session, it rotates runs among three setups
 - submission: the service as deployed;
 - unchecked: the same service on a listener of the benchmark inventory whose
   header_from_check is false (127.0.0.3, unchecked.<domain>): everything but
-  the header-From milter, so that the milter's cost is the difference.
+  the header-From milter, so that the milter's cost is the difference;
+- unlimited: the same on a listener whose rate_limits is false (127.0.0.4,
+  unlimited.<domain>): everything but the per-login limits (postfwd), so that
+  the policy's cost per message is the difference.
 Against the peer and the service a session is STARTTLS, AUTH as generated
 accounts (bare and user%domain logins mixed), then the messages; a share of
 senders belong to another account and must be refused. After each run it
 waits until the queues are empty and checks that every message answered 250
 reached the sink exactly once, then reads the CPU time the Postfix, Dovecot
-and milter process trees used (load and delivery). It prints medians over the
+milter and postfwd process trees used (load and delivery). It prints medians over the
 rounds, the service's ratios to the peer and to the baseline, the milter's
 share of the server CPU a message costs, and the time a session from a client
 address never seen before takes to be ready to send.
@@ -109,6 +112,7 @@ class Setup:
     plan: dict
     with_dovecot: bool
     with_milter: bool = False
+    with_policy: bool = False
 
     def cpu(self):
         table = process_table()
@@ -119,6 +123,9 @@ class Setup:
             # Counted for the service with and without it: idle, it costs nothing.
             pid = unit_pid("from-check")
             seconds["milter"] = tree_cpu_seconds(pid, table) if pid else 0
+        if self.with_policy:
+            pid = unit_pid("postfwd")
+            seconds["policy"] = tree_cpu_seconds(pid, table) if pid else 0
         return seconds
 
     def queue_empty(self):
@@ -255,15 +262,18 @@ def first_contact(setups, args):
     return failed
 
 
-MILTER_SETUPS = ("submission", "unchecked")
+SERVICE_SETUPS = ("submission", "unchecked", "unlimited")
 
 
 def print_summary(runs, args, names):
     """Medians over the rounds, and the service's ratios to the peer and the baseline."""
     print()
     header = "| messages/session | setup | msg/s | sessions/s | txn p50 ms | txn p99 ms | setup p50 ms | setup p99 ms |"
-    print(header + " Postfix CPU s/1000 | Dovecot CPU s/1000 | milter CPU s/1000 | server CPU s/1000 |")
-    print("|" + "---|" * 12)
+    print(
+        header + " Postfix CPU s/1000 | Dovecot CPU s/1000 | milter CPU s/1000 | postfwd CPU s/1000 |"
+        " server CPU s/1000 |"
+    )
+    print("|" + "---|" * 13)
     summary = {}
     for messages in args.messages:
         for name in names:
@@ -277,13 +287,14 @@ def print_summary(runs, args, names):
                 "s99": median_of(mine, "setup_ms", "p99"),
                 "pf": median_of(mine, "cpu_per_1000", "postfix"),
                 "dc": median_of(mine, "cpu_per_1000", "dovecot") if name != "baseline" else "-",
-                "mi": median_of(mine, "cpu_per_1000", "milter") if name in MILTER_SETUPS else "-",
+                "mi": median_of(mine, "cpu_per_1000", "milter") if name in SERVICE_SETUPS else "-",
+                "po": median_of(mine, "cpu_per_1000", "policy") if name in SERVICE_SETUPS else "-",
                 "all": median_of(mine, "server_cpu_per_1000"),
             }
             summary[(messages, name)] = row
             print(
                 f"| {messages} | {name} | {row['msg']} | {row['ses']} | {row['p50']} | {row['p99']} | "
-                f"{row['s50']} | {row['s99']} | {row['pf']} | {row['dc']} | {row['mi']} | {row['all']} |"
+                f"{row['s50']} | {row['s99']} | {row['pf']} | {row['dc']} | {row['mi']} | {row['po']} | {row['all']} |"
             )
     print()
     for messages in args.messages:
@@ -297,6 +308,12 @@ def print_summary(runs, args, names):
             f"{verdict} and {to_baseline:.2f}x the plaintext baseline"
         )
     for messages in args.messages:
+        if (messages, "unlimited") in summary:
+            limited, unlimited = summary[(messages, "submission")]["all"], summary[(messages, "unlimited")]["all"]
+            print(
+                f"{messages} message(s) a session: server CPU a message with the per-login limits {limited} s/1000, "
+                f"without {unlimited} s/1000: {limited / unlimited:.2f}x ({limited - unlimited:+.2f} ms a message)"
+            )
         if (messages, "unchecked") not in summary:
             continue
         checked, unchecked = summary[(messages, "submission")]["all"], summary[(messages, "unchecked")]["all"]
@@ -325,6 +342,11 @@ def parse_args():
     parser.add_argument("--peer-port", type=int, default=2587)
     parser.add_argument(
         "--unchecked-host", default="unchecked.runbox.com", help="the service's listener without the milter; '': none"
+    )
+    parser.add_argument(
+        "--unlimited-host",
+        default="unlimited.runbox.com",
+        help="the service's listener without the per-login limits; '': none",
     )
     parser.add_argument(
         "--first-contact", type=int, default=60, help="sessions from never-seen addresses per setup (0: none)"
@@ -358,25 +380,24 @@ def main():
     peer = Setup(
         "peer", "/etc/postfix-peer", "/var/spool/postfix-peer", dict(tls, port=args.peer_port), with_dovecot=True
     )
-    service = Setup(
-        "submission",
-        "/etc/postfix",
-        "/var/spool/postfix",
-        dict(tls, port=args.port),
-        with_dovecot=True,
-        with_milter=True,
-    )
-    setups = (baseline, peer, service)
-    if args.unchecked_host:
-        unchecked = Setup(
-            "unchecked",
+
+    def service_on(name, host):
+        """The deployed service on one of its listeners: its milter and postfwd counted with it."""
+        return Setup(
+            name,
             "/etc/postfix",
             "/var/spool/postfix",
-            dict(tls, host=args.unchecked_host, port=args.port),
+            dict(tls, host=host, port=args.port),
             with_dovecot=True,
             with_milter=True,
+            with_policy=True,
         )
-        setups += (unchecked,)
+
+    setups = (baseline, peer, service_on("submission", args.host))
+    # The same service where a listener turns the header-From check or the per-login limits off.
+    for name, host in (("unchecked", args.unchecked_host), ("unlimited", args.unlimited_host)):
+        if host:
+            setups += (service_on(name, host),)
     print(f"machine: {machine()}")
     print(
         f"load: {args.clients} clients in {args.processes} processes, "

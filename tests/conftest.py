@@ -54,7 +54,8 @@ def deployment(host):
 @pytest.fixture(scope="module")
 def host_secrets(host, deployment, request):
     """The verification passwords on the host, in a file only its user reads (HostSecrets)."""
-    return HostSecrets.of(host, deployment.accounts, request.config)
+    accounts = deployment.accounts + ([deployment.rate_limited_account] if deployment.rate_limited_account else [])
+    return HostSecrets.of(host, accounts, request.config)
 
 
 @pytest.fixture(scope="module")

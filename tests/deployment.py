@@ -56,6 +56,9 @@ class Deployment:
         self.renew_days = int(variables.get("submission_tls_renew_days", 30))
         self.greet_wait = float(variables.get("submission_mta_greet_wait", 3))
         self.accounts = [Account(**account) for account in variables["submission_verify_accounts"]]
+        limited = variables.get("submission_verify_rate_limited_account")
+        # Only the per-login limit tests use it: they use up its limits.
+        self.rate_limited_account = Account(**limited) if limited else None
         self.sink_maildir = variables.get("submission_verify_sink_maildir")
         self.recipient = variables.get("submission_verify_recipient", "postmaster@example.net")
 

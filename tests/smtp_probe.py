@@ -93,7 +93,11 @@ def _transaction(client, case, result):
     if "data" in case:
         # data_fill pads the message to that many bytes more, made here, not sent as an argument.
         fill = ("x" * 998 + "\r\n") * (case.get("data_fill", 0) // 1000 + 1) if case.get("data_fill") else ""
-        result["data"] = _reply(client.data((case["data"] + fill).encode()))
+        try:
+            result["data"] = _reply(client.data((case["data"] + fill).encode()))
+        except smtplib.SMTPDataError as refused:
+            # The DATA command itself refused (smtpd_data_restrictions: a per-login limit).
+            result["data"] = _reply((refused.smtp_code, refused.smtp_error))
     elif "raw_data" in case:
         _raw_data(client, case, result)
 

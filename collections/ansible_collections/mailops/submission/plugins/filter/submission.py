@@ -25,6 +25,8 @@ description:
     a table of another type is an error that names it.
   - C(exemption_problems) lists the entries of an abuse-control exemption list that are not IP networks or are wider
     than a /8 (IPv4) or a /16 (IPv6), 0.0.0.0/0 and ::/0 included, each naming the entry.
+  - C(postfwd_rules) gives postfwd's rule lines for per-login message and recipient limits an hour and a day: the
+    defaults for every login, or a login's own limits; a bad limit or login is an error that names it.
   - C(listener_problems) lists what is wrong with the listeners (name, IP address, ports, an address and port bound
     twice), each naming the listener and the value.
 author: smtp-submission developers
@@ -48,6 +50,7 @@ from ansible_collections.mailops.submission.plugins.module_utils.listeners impor
     listener_problems,
     served_listeners,
 )
+from ansible_collections.mailops.submission.plugins.module_utils.login_limits import postfwd_rules
 from ansible_collections.mailops.submission.plugins.module_utils.sender_lookup import lmdb_table_files
 from ansible_collections.mailops.submission.plugins.module_utils.validated_store import store_query
 
@@ -56,7 +59,7 @@ def _checked(function):
     def wrapper(*args, **kwargs):
         try:
             return function(*args, **kwargs)
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:  # LimitError is a ValueError
             raise AnsibleFilterError(f"{function.__name__}: {type(exc).__name__}: {exc}") from exc
 
     wrapper.__name__ = function.__name__
@@ -84,5 +87,6 @@ class FilterModule:
                 identity_problems,
                 certificate_matches,
                 exemption_problems,
+                postfwd_rules,
             )
         }

@@ -1,0 +1,91 @@
+"""Per-login limits (roles/submission_ratelimit): a login that has sent its
+messages or recipients for the hour gets 450 4.7.1 saying so, while another
+login from the same client address (a NAT full of users) sends on.
+
+The limits are the rate-limited verification login's own
+(submission_ratelimit_logins); the test restarts postfwd first, which clears
+its counters, so it is not for live hosts.
+"""
+
+import uuid
+
+import pytest
+from host_probe import Probe, authenticated
+
+
+@pytest.fixture
+def limited(host, deployment):
+    account = deployment.rate_limited_account
+    if account is None:
+        pytest.skip("submission_verify_rate_limited_account is not set: no login to use up")
+    variables = host.ansible.get_variables()
+    limits = dict(
+        {
+            name: variables.get(f"submission_ratelimit_{name}", default)
+            for name, default in (("messages_per_hour", 200), ("recipients_per_hour", 500))
+        },
+        **variables.get("submission_ratelimit_logins", {}).get(account.address, {}),
+    )
+    assert limits["messages_per_hour"] <= 20 and limits["recipients_per_hour"] <= 50, (
+        f"{account.address}'s limits are too high for a test to reach: {limits}"
+    )
+    # A fresh count: postfwd keeps its counters in memory until it restarts.
+    restarted = host.run(
+        "systemctl restart postfwd && for i in $(seq 50); do [ -S %s ] && exit 0; sleep 0.2; done; exit 1",
+        "/var/spool/postfix/postfwd/policy",
+    )
+    assert restarted.rc == 0, f"postfwd did not come back: {restarted.stderr}"
+    return account, limits
+
+
+def message(account, recipient):
+    token = uuid.uuid4().hex
+    return f"From: <{account.address}>\r\nTo: <{recipient}>\r\nSubject: limit {token}\r\n\r\n{token}\r\n"
+
+
+def send(probe, endpoint, account, recipients, source):
+    case = authenticated(endpoint, account, recipients[0], data=message(account, recipients[0]), source=source)
+    case["rcpt_to"] = recipients
+    return probe.one(case)
+
+
+def test_one_logins_messages_are_limited_and_another_login_on_its_address_is_not(probe, deployment, limited):
+    account, limits = limited
+    endpoint = deployment.endpoints[0]
+    nat = Probe.unseen_source(endpoint)
+    allowed = limits["messages_per_hour"]
+    for n in range(allowed):
+        result = send(probe, endpoint, account, [deployment.recipient], nat)
+        assert result["data"][0] == 250, f"message {n + 1} of {allowed} allowed was refused: {result}"
+    over = send(probe, endpoint, account, [deployment.recipient], nat)
+    code, text = over["data"]
+    assert code == 450 and "4.7.1" in text and f"limit of {allowed} messages an hour" in text, over
+    # Another user behind the same address sends on.
+    other = deployment.accounts[0]
+    result = send(probe, endpoint, other, [deployment.recipient], nat)
+    assert result["data"][0] == 250, f"{other.login} was held by {account.login}'s limit: {result}"
+
+
+def test_recipients_are_counted_over_messages(probe, deployment, limited):
+    account, limits = limited
+    endpoint = deployment.endpoints[0]
+    source = Probe.unseen_source(endpoint)
+    allowed = limits["recipients_per_hour"]
+    first = [f"first{n}@example.net" for n in range(allowed - 1)]
+    assert send(probe, endpoint, account, first, source)["data"][0] == 250
+    over = send(probe, endpoint, account, ["one@example.net", "two@example.net"], source)
+    code, text = over["data"]
+    assert code == 450 and f"limit of {allowed} recipients an hour" in text, over
+
+
+def test_a_message_has_at_most_the_recipient_limit(host, probe, deployment):
+    limit = int(host.check_output("postconf -h smtpd_recipient_limit"))
+    expected = int(host.ansible.get_variables().get("submission_mta_recipient_limit", 100))
+    assert limit == expected <= 100, f"smtpd_recipient_limit is {limit}, the inventory says {expected}"
+    account, endpoint = deployment.accounts[0], deployment.endpoints[0]
+    recipients = [f"r{n}@example.net" for n in range(limit + 1)]
+    case = authenticated(endpoint, account, recipients[0])
+    case["rcpt_to"] = recipients
+    rcpt = probe.one(case)["rcpt"]
+    assert all(code == 250 for code, _ in rcpt[:limit]), rcpt[:3]
+    assert rcpt[limit][0] == 452 and "too many recipients" in rcpt[limit][1].lower(), rcpt[limit]
