@@ -36,3 +36,21 @@ def test_one_address_is_held_to_its_connection_count_and_another_gets_in(host, d
     answers = json.loads(run.stdout)
     assert answers["over"].startswith("421") and "too many connections" in answers["over"], answers
     assert answers["other"].startswith("220"), f"a second address was kept out: {answers}"
+
+
+def test_rate_limits_are_the_inventorys_and_ipv6_clients_count_by_prefix_where_postfix_can(host):
+    variables = host.ansible.get_variables()
+    for name, default in (
+        ("client_connection_rate_limit", 300),
+        ("client_new_tls_session_rate_limit", 300),
+    ):
+        value = int(host.check_output("postconf -h smtpd_%s", name))
+        expected = int(variables.get(f"submission_mta_{name}", default))
+        assert value == expected > 0, f"smtpd_{name} is {value}, the inventory says {expected}"
+    version = tuple(int(part) for part in host.check_output("postconf -dh mail_version").split(".")[:2])
+    prefix = host.run("postconf -h smtpd_client_ipv6_prefix_length")
+    if version >= (3, 8):
+        expected = int(variables.get("submission_mta_client_ipv6_prefix_length", 64))
+        assert prefix.stdout.strip() == str(expected), f"Postfix {version}: prefix {prefix.stdout.strip()!r}"
+    else:
+        assert prefix.rc != 0 or "unknown" in prefix.stderr + prefix.stdout, "Postfix 3.7 has no such parameter"

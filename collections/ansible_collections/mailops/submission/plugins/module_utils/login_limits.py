@@ -10,7 +10,9 @@ gets the limit's 4xx reply for the message and may send again when the
 window is over.
 
 Logins listed apart (per_login) get their own limits instead of the defaults,
-never both. Pure Python, no Ansible import.
+never both. A limit of 0 is not counted: each counted limit costs postfwd about
+a millisecond of CPU a message (benchmarks/README.md). Pure Python, no Ansible
+import.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ def _checked_limits(limits, where):
         raise LimitError(f"{where}: unknown limit {unknown[0]!r} (known: {', '.join(LIMITS)})")
     checked = {}
     for name, value in limits.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise LimitError(f"{where}: {name} must be a whole number of at least 1, not {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise LimitError(f"{where}: {name} must be a whole number (0: not counted), not {value!r}")
         checked[name] = value
     return checked
 
@@ -72,6 +74,8 @@ def postfwd_rules(defaults, per_login=None):
 def _rules(prefix, match, limits):
     rules = []
     for name, value in limits.items():
+        if value == 0:
+            continue
         counter, seconds, unit = LIMITS[name]
         # No ";" (ends a postfwd item), "," or "/" (separate rate()'s arguments) in the text.
         reply = f"450 4.7.1 This login has reached its limit of {value} {unit} - try again later"

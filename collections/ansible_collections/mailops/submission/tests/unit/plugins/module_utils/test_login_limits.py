@@ -28,6 +28,17 @@ def test_a_login_of_its_own_gets_its_limits_instead_of_the_defaults_never_both()
     assert r"sasl_username=~^(?!(?:big\.sender@runbox\.com)$).+$;" in default
 
 
+def test_a_limit_of_zero_is_not_counted():
+    rules = postfwd_rules(
+        dict(DEFAULTS, messages_per_day=0, recipients_per_day=0), {"a@runbox.com": {"messages_per_hour": 0}}
+    )
+    assert [r.split(";")[0] for r in rules] == [
+        "id=LOGIN1_RECIPIENTS_PER_HOUR",
+        "id=DEFAULT_MESSAGES_PER_HOUR",
+        "id=DEFAULT_RECIPIENTS_PER_HOUR",
+    ]
+
+
 def test_no_reply_text_holds_what_ends_a_postfwd_item_or_argument():
     for line in postfwd_rules(DEFAULTS, {"a@runbox.com": {"recipients_per_day": 7}}):
         reply = line.split("/", 3)[3]
@@ -37,11 +48,11 @@ def test_no_reply_text_holds_what_ends_a_postfwd_item_or_argument():
 @pytest.mark.parametrize(
     ("defaults", "per_login", "message"),
     [
-        (dict(DEFAULTS, messages_per_hour=0), {}, "default limits: messages_per_hour must be a whole number"),
+        (dict(DEFAULTS, messages_per_hour=-1), {}, "default limits: messages_per_hour must be a whole number"),
         (
             dict(DEFAULTS, messages_per_day="lots"),
             {},
-            "messages_per_day must be a whole number of at least 1, not 'lots'",
+            "messages_per_day must be a whole number (0: not counted), not 'lots'",
         ),
         ({"messages_per_hour": 1}, {}, "default limits: messages_per_day is missing"),
         (DEFAULTS, {"not a login": {}}, "per-login limits: 'not a login' is not a login"),
