@@ -97,3 +97,10 @@ class Deployment:
             if domain is None or account.address.endswith("@" + domain):
                 return account
         raise pytest.UsageError(f"submission_verify_accounts has no account at {domain}")
+
+
+def postfix_setting(host, parameter, variable, default):
+    """(the number Postfix has for parameter, the number the inventory's variable
+    sets, or the role's default when the inventory leaves it out)."""
+    actual = int(host.check_output("postconf -h %s", parameter))
+    return actual, int(host.ansible.get_variables().get(variable, default))

@@ -7,6 +7,7 @@ import ipaddress
 import json
 import os
 import pathlib
+import re
 import tempfile
 
 from secret_refs import SECRETS_ENV, conceal
@@ -67,8 +68,8 @@ class HostSecrets:
         assert not result.get("failed"), f"could not put a file on the host: {result.get('msg')}"
         return path
 
-    def remove(self, path=None):
-        self.host.run("rm -f %s", path or self.path)
+    def remove(self):
+        self.host.run("rm -f %s", self.path)
 
     def conceal(self, value):
         return conceal(value, self.passwords)
@@ -111,6 +112,32 @@ class Probe:
         if not ipaddress.ip_address(endpoint.address).is_loopback:
             return None
         return unseen_loopback_address()
+
+
+QUEUED = re.compile(r"queued as ([0-9A-Za-z]+)")
+
+
+def message(sender, recipient, token):
+    """A small message whose Subject, Message-ID and body carry token, to find it in the sink."""
+    return (
+        f"From: <{sender}>\r\nTo: <{recipient}>\r\nSubject: submission test {token}\r\n"
+        f"Message-ID: <{token}@probe.test>\r\n\r\nToken {token}\r\n"
+    )
+
+
+def queue_id(result):
+    """The queue id in a probe result's answer to the final dot, or None if the message was not accepted."""
+    queued = QUEUED.search((result.get("data") or [0, ""])[1])
+    return queued.group(1) if queued else None
+
+
+def client_log_line(host, queue_id):
+    """smtpd's "QUEUEID: client=..., sasl_username=..." log line, once it is in the journal (20 s at most)."""
+    return host.run(
+        "for i in $(seq 40); do journalctl --no-pager -o cat --since=-15min | grep -F '%s: client=' && exit 0;"
+        " sleep 0.5; done; exit 1",
+        queue_id,
+    ).stdout
 
 
 def wait_for_sink(host, maildir, token):

@@ -3,6 +3,7 @@ processes, and another address still gets in."""
 
 import json
 
+from deployment import postfix_setting
 from host_probe import Probe
 
 # Opens LIMIT connections from FIRST and keeps them, then one more from FIRST
@@ -22,8 +23,9 @@ print(json.dumps({"over": over, "other": other}))
 
 
 def test_one_address_is_held_to_its_connection_count_and_another_gets_in(host, deployment):
-    limit = int(host.check_output("postconf -h smtpd_client_connection_count_limit"))
-    expected = int(host.ansible.get_variables().get("submission_mta_client_connection_count_limit", 20))
+    limit, expected = postfix_setting(
+        host, "smtpd_client_connection_count_limit", "submission_mta_client_connection_count_limit", 20
+    )
     assert limit == expected, f"smtpd_client_connection_count_limit is {limit}, the inventory says {expected}"
     assert 0 < limit <= 50, f"a limit of {limit} lets two addresses fill a port's 100 processes"
     endpoint = deployment.endpoints[0]
@@ -44,8 +46,7 @@ def test_rate_limits_are_the_inventorys_and_ipv6_clients_count_by_prefix_where_p
         ("client_connection_rate_limit", 300),
         ("client_new_tls_session_rate_limit", 300),
     ):
-        value = int(host.check_output("postconf -h smtpd_%s", name))
-        expected = int(variables.get(f"submission_mta_{name}", default))
+        value, expected = postfix_setting(host, f"smtpd_{name}", f"submission_mta_{name}", default)
         assert value == expected > 0, f"smtpd_{name} is {value}, the inventory says {expected}"
     version = tuple(int(part) for part in host.check_output("postconf -dh mail_version").split(".")[:2])
     prefix = host.run("postconf -h smtpd_client_ipv6_prefix_length")

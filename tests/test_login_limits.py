@@ -10,7 +10,8 @@ its counters, so it is not for live hosts.
 import uuid
 
 import pytest
-from host_probe import Probe, authenticated
+from deployment import postfix_setting
+from host_probe import Probe, authenticated, message
 
 
 @pytest.fixture
@@ -38,13 +39,9 @@ def limited(host, deployment):
     return account, limits
 
 
-def message(account, recipient):
-    token = uuid.uuid4().hex
-    return f"From: <{account.address}>\r\nTo: <{recipient}>\r\nSubject: limit {token}\r\n\r\n{token}\r\n"
-
-
 def send(probe, endpoint, account, recipients, source):
-    case = authenticated(endpoint, account, recipients[0], data=message(account, recipients[0]), source=source)
+    data = message(account.address, recipients[0], uuid.uuid4().hex)
+    case = authenticated(endpoint, account, recipients[0], data=data, source=source)
     case["rcpt_to"] = recipients
     return probe.one(case)
 
@@ -79,8 +76,7 @@ def test_recipients_are_counted_over_messages(probe, deployment, limited):
 
 
 def test_a_message_has_at_most_the_recipient_limit(host, probe, deployment):
-    limit = int(host.check_output("postconf -h smtpd_recipient_limit"))
-    expected = int(host.ansible.get_variables().get("submission_mta_recipient_limit", 100))
+    limit, expected = postfix_setting(host, "smtpd_recipient_limit", "submission_mta_recipient_limit", 100)
     assert limit == expected <= 100, f"smtpd_recipient_limit is {limit}, the inventory says {expected}"
     account, endpoint = deployment.accounts[0], deployment.endpoints[0]
     recipients = [f"r{n}@example.net" for n in range(limit + 1)]

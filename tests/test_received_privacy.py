@@ -1,11 +1,8 @@
 """What the Received line of a submission tells recipients about the user."""
 
-import re
 import uuid
 
-from host_probe import Probe, authenticated, wait_for_sink
-
-QUEUED = re.compile(r"queued as ([0-9A-Za-z]+)")
+from host_probe import Probe, authenticated, client_log_line, message, queue_id, wait_for_sink
 
 
 def test_received_line_hides_the_client_but_the_log_keeps_it(host, probe, deployment, sink):
@@ -13,9 +10,9 @@ def test_received_line_hides_the_client_but_the_log_keeps_it(host, probe, deploy
     account, endpoint = deployment.accounts[0], deployment.endpoints[0]
     token = uuid.uuid4().hex
     source = Probe.unseen_source(endpoint)
-    data = f"From: <{account.address}>\r\nTo: <{deployment.recipient}>\r\nSubject: privacy {token}\r\n\r\n{token}\r\n"
+    data = message(account.address, deployment.recipient, token)
     result = probe.one(authenticated(endpoint, account, deployment.recipient, data=data, source=source))
-    queued = QUEUED.search((result.get("data") or [0, ""])[1])
+    queued = queue_id(result)
     assert queued, f"not accepted: {result}"
     received = wait_for_sink(host, sink, token)
     assert received is not None, "the message never reached the sink"
@@ -27,9 +24,5 @@ def test_received_line_hides_the_client_but_the_log_keeps_it(host, probe, deploy
             assert trace not in ours, f"the Received line shows {trace!r}: {ours}"
     else:
         assert "probe.test" in ours and client_address in ours, f"Postfix's full line was expected: {ours}"
-    log = host.run(
-        "for i in $(seq 40); do journalctl --no-pager -o cat --since=-15min | grep -F '%s: client=' && exit 0;"
-        " sleep 0.5; done; exit 1",
-        queued.group(1),
-    )
-    assert f"[{client_address}]" in log.stdout, f"the log lost the client: {log.stdout}"
+    log = client_log_line(host, queued)
+    assert f"[{client_address}]" in log, f"the log lost the client: {log}"

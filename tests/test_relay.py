@@ -1,19 +1,9 @@
 """Relay: authenticated clients only, and what they send arrives intact."""
 
-import re
 import uuid
 
 import pytest
-from host_probe import session, wait_for_sink
-
-QUEUED = re.compile(r"queued as ([0-9A-Za-z]+)")
-
-
-def message(sender, recipient, token):
-    return (
-        f"From: <{sender}>\r\nTo: <{recipient}>\r\nSubject: submission test {token}\r\n"
-        f"Message-ID: <{token}@probe.test>\r\n\r\nToken {token}\r\n"
-    )
+from host_probe import client_log_line, message, queue_id, session, wait_for_sink
 
 
 @pytest.mark.live
@@ -78,15 +68,11 @@ def test_postfix_logs_the_canonical_login_as_sasl_username(host, probe, deployme
                 data=message(account.address, deployment.recipient, uuid.uuid4().hex),
             )
         )
-        queued = QUEUED.search((result.get("data") or [0, ""])[1])
+        queued = queue_id(result)
         if not queued:
             failures.append(f"{login}: not accepted: {result}")
             continue
-        log = host.run(
-            "for i in $(seq 40); do journalctl --no-pager -o cat --since=-15min | grep -F '%s: client=' && exit 0;"
-            " sleep 0.5; done; exit 1",
-            queued.group(1),
-        )
-        if f"sasl_username={account.address}" not in log.stdout.split():
-            failures.append(f"{login}: logged as {log.stdout.strip()!r}, expected sasl_username={account.address}")
+        log = client_log_line(host, queued)
+        if f"sasl_username={account.address}" not in log.split():
+            failures.append(f"{login}: logged as {log.strip()!r}, expected sasl_username={account.address}")
     assert not failures, "\n".join(failures)
