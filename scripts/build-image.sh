@@ -13,7 +13,8 @@ suite=${1:?usage: build-image.sh SUITE}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 packages=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,ca-certificates,iproute2,procps,openssl
 # What roles/*/tasks and molecule/*/prepare.yml install: service, then test fixtures.
-service_packages=(postfix postfix-lmdb dovecot-core certbot python3-cryptography python3-flask gunicorn nginx sqlite3 python3-lmdb postfwd)
+service_packages=(postfix postfix-lmdb dovecot-core certbot python3-cryptography python3-flask gunicorn nginx sqlite3 python3-lmdb postfwd
+    postgresql postfix-pgsql dovecot-pgsql python3-psycopg)
 fixture_packages=(python3-aiosmtpd testssl.sh socat pebble libfaketime)
 recipe_hash=$(sha256sum "$0" | cut -c1-12)
 tag="smtp-submission/debian:${suite}-${recipe_hash}"
@@ -41,6 +42,8 @@ else
     # port 80, which certbot's standalone challenge needs (acme scenario). The
     # validation role enables it, without that site, where it deploys.
     chroot "$root" systemctl disable nginx.service >>"$root.log" 2>&1
+    # PostgreSQL runs on the fleet's database host only, whose role enables it.
+    chroot "$root" systemctl disable postgresql.service >>"$root.log" 2>&1
     rm -f "$root/usr/sbin/policy-rc.d" "$root.log"
     # Units that cannot work inside a container and only slow or break the boot.
     for unit in systemd-remount-fs.service systemd-udevd.service systemd-udev-trigger.service \

@@ -46,6 +46,13 @@ def pytest_xdist_make_scheduler(config, log):
     return OneWorkerPerHost(config, log)
 
 
+def pytest_collection_modifyitems(items):
+    """The tests that stop or restart the fleet's database last, in their order:
+    after a restart, Postfix's pgsql client waits up to a minute before it
+    tries the database again, and no other test should meet that."""
+    items.sort(key=lambda item: item.get_closest_marker("database_outage") is not None)
+
+
 @pytest.fixture(scope="module")
 def deployment(host):
     return Deployment(host.ansible.get_variables())

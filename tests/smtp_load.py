@@ -87,7 +87,9 @@ class Tally:
             return self.next_session - 1
 
     def error(self, stage, exc):
-        key = f"{stage}: {type(exc).__name__}"
+        # An SMTP reply's code is part of the key: a 454 and a 535 at AUTH differ.
+        code = getattr(exc, "smtp_code", None)
+        key = f"{stage}: {type(exc).__name__}" + (f" {code}" if code else "")
         with self.lock:
             entry = self.errors.setdefault(key, {"count": 0, "example": str(exc)[:200]})
             entry["count"] += 1

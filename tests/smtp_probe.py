@@ -85,6 +85,9 @@ def _transaction(client, case, result):
         _step(result, "auth", client.docmd("AUTH", "PLAIN " + base64.b64encode(token).decode()), 235)
     if "mail_from" not in case:
         return
+    if case.get("pause_before_mail"):
+        # A session that logged in before something changed on the server (an outage).
+        time.sleep(case["pause_before_mail"])
     params = (" " + case["mail_params"]) if case.get("mail_params") else ""
     _step(result, "mail", client.docmd(f"MAIL FROM:<{case['mail_from']}>{params}"), 250)
     result["rcpt"] = [_reply(client.docmd(f"RCPT TO:<{rcpt}>")) for rcpt in case["rcpt_to"]]

@@ -7,6 +7,9 @@ is accepted too, case does not matter; every other form is refused with 535.
 import pytest
 from host_probe import session
 
+# Run on a single host and on every MTA of a fleet (molecule scenario fleet).
+pytestmark = pytest.mark.fleet
+
 
 def accepted_forms(account, domain):
     local, account_domain = account.address.split("@")

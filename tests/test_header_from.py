@@ -15,6 +15,9 @@ import pytest
 from host_probe import authenticated
 from sender_expectations import allowed, owners
 
+# Run on a single host and on every MTA of a fleet (molecule scenario fleet).
+pytestmark = pytest.mark.fleet
+
 FOREIGN = "ceo@bank.example"
 # postconf -P: a service whose smtpd_milters is overridden to nothing.
 SWITCHED_OFF = re.compile(r"^(\S+)/smtpd_milters\s*=\s*$")

@@ -5,6 +5,9 @@ import uuid
 import pytest
 from host_probe import client_log_line, message, queue_id, session, wait_for_sink
 
+# Run on a single host and on every MTA of a fleet (molecule scenario fleet).
+pytestmark = pytest.mark.fleet
+
 
 @pytest.mark.live
 def test_unauthenticated_relay_is_refused_on_every_endpoint(probe, deployment):

@@ -7,8 +7,12 @@ Postfix reads the tables: the full address, then without its +tag, then
 553 5.7.1.
 """
 
+import pytest
 from host_probe import first_answer_to_rcpt, sender_session, session
 from sender_expectations import allowed, owners
+
+# Run on a single host and on every MTA of a fleet (molecule scenario fleet).
+pytestmark = pytest.mark.fleet
 
 
 def candidate_senders(accounts):

@@ -1,8 +1,9 @@
 """``python3 -m from_check [CONFIG]``: run the milter with a JSON configuration.
 
 CONFIG (default /etc/from-check/config.json) names the milter's socket, the
-lmdb tables and the store's socketmap socket, and the logins that may send as
-anyone (roles/submission_from_check writes it).
+lmdb tables and the store's socketmap socket (or, in fleet mode, the fleet
+database), and the logins that may send as anyone
+(roles/submission_from_check writes it).
 """
 
 import json
@@ -18,6 +19,8 @@ OPTIONAL = {
     "send_as_anyone": list,
     "recipient_delimiter": str,
     "store_timeout": int,
+    # The fleet database (libpq connection string, password in a passfile).
+    "database": (str, type(None)),
 }
 
 

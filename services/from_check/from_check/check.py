@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from from_check.header_from import FromError, header_mailbox
 from from_check.sender_lookup import first_owners, union
-from from_check.tables import LmdbTable, SocketmapTable, TableError
+from from_check.tables import LmdbTable, PgsqlTable, SocketmapTable, TableError
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,10 @@ class FromCheck:
 
     @classmethod
     def from_config(cls, config):
+        if config.get("database"):
+            # The fleet's one view holds what the lmdb tables and the store hold on one host.
+            maps = [PgsqlTable(config["database"], timeout=config.get("store_timeout", 2))]
+            return cls(maps, config.get("send_as_anyone", ()), config.get("recipient_delimiter", "+"))
         maps = [union(*(LmdbTable(path) for path in config["lmdb_tables"]))]
         if config.get("store_socket"):
             maps.append(

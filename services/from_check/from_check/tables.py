@@ -1,4 +1,5 @@
-"""The tables the milter asks, as Postfix has them: lmdb files and the store's socketmap.
+"""The tables the milter asks, as Postfix has them: lmdb files, the store's socketmap, or
+the fleet database's sender_logins view.
 
 Each is a callable, key -> value or None, raising TableError when it cannot
 answer; sender_lookup.first_owners asks them in smtpd_sender_login_maps' order.
@@ -12,6 +13,7 @@ import threading
 
 import lmdb
 
+from from_check.fleet_schema import sender_logins_query
 from from_check.socketmap_protocol import NetstringError, netstring, split_netstrings
 
 # A reply of the socketmap: "OK <logins>", at most a few logins long.
@@ -122,3 +124,46 @@ class SocketmapTable:
         if status == "NOTFOUND":
             return None
         raise TableError(f"socketmap {self.path}: {status} {value}".strip())
+
+
+class PgsqlTable:
+    """The fleet database's sender_logins, asked with the query Postfix's pgsql
+    table asks: one connection a thread, opened again once if it broke, so that
+    the milter rides out a database restart; an outage raises TableError (4xx).
+
+    conninfo: a libpq connection string; its password comes from a passfile,
+    never from the configuration.
+    """
+
+    def __init__(self, conninfo, timeout=5):
+        self.conninfo = conninfo
+        self.timeout = timeout
+        self.local = threading.local()
+        self.query = sender_logins_query("pyformat")
+
+    def connection(self):
+        import psycopg  # noqa: PLC0415 (a single host's milter needs no psycopg)
+
+        connection = getattr(self.local, "connection", None)
+        if connection is None or connection.closed:
+            connection = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=self.timeout)
+            self.local.connection = connection
+        return connection
+
+    def drop(self):
+        connection, self.local.connection = getattr(self.local, "connection", None), None
+        if connection is not None:
+            connection.close()
+
+    def __call__(self, key):
+        import psycopg  # noqa: PLC0415
+
+        for attempt in (1, 2):
+            try:
+                rows = self.connection().execute(self.query, (key,)).fetchall()
+                break
+            except psycopg.Error as exc:
+                self.drop()
+                if attempt == 2:
+                    raise TableError(f"database: {str(exc).strip()}") from exc
+        return ",".join(row[0] for row in rows) or None

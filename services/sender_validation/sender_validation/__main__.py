@@ -9,13 +9,13 @@ import sys
 
 from sender_validation import config as configuration
 from sender_validation.sender_map import SenderMap, make_server
-from sender_validation.store import Store
+from sender_validation.store import open_store
 
 USAGE = "usage: python3 -m sender_validation {migrate,sender-map} [CONFIG]"
 
 
 def migrate(config):
-    store = Store(config["store"])
+    store = open_store(config["store"])
     applied = store.migrate()
     print(f"schema version {store.schema_version()}; applied {applied or 'none'}")
     store.close()

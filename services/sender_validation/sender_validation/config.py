@@ -1,6 +1,7 @@
 """The deployed configuration: one JSON file the role writes, read once at start.
 
-Keys: store (the SQLite file), auth_socket (Dovecot's auth-client socket for
+Keys: store (the SQLite file, or in fleet mode the database's libpq
+connection string, whose password is in a passfile), auth_socket (Dovecot's auth-client socket for
 this service), base_url, primary_domain, hosted_domains, no_reply,
 service_name, secret_key_file, listeners (host name, ports,
 implicit_tls_ports, tls), and optionally token_ttl, block_for and limits

@@ -225,3 +225,90 @@ class _Transaction:
         if self.outer:
             self.db.execute("ROLLBACK" if exc_type else "COMMIT")
         return False
+
+
+class PgStore(Store):
+    """The same store in the fleet's PostgreSQL database (fleet mode).
+
+    The schema is Ansible's (store_schema, role submission_database): this
+    service's database role may read and write the store's rows and nothing
+    else, so ``migrate`` only checks that the schema is there. A connection that
+    broke (a database restart) is opened again at the next call.
+    """
+
+    def __init__(self, conninfo, timeout=5.0):
+        self.path = conninfo
+        self.timeout = timeout
+        self.db = _PgConnection(conninfo, timeout)
+
+    def schema_version(self):
+        row = self.db.execute("SELECT MAX(version) FROM schema_version WHERE version < 100").fetchone()
+        return row[0] or 0
+
+    def migrate(self):
+        missing = [version for version, _ in MIGRATIONS if version > self.schema_version()]
+        if missing:
+            raise RuntimeError(
+                f"the fleet database lacks the store's migrations {missing}: Ansible applies them (store_schema)"
+            )
+        return []
+
+
+class _PgConnection:
+    """What Store asks of sqlite3's connection, over psycopg: execute with ``?``
+    placeholders, autocommit outside BEGIN ... COMMIT, in_transaction."""
+
+    def __init__(self, conninfo, timeout):
+        self.conninfo = conninfo
+        self.timeout = timeout
+        self.connection = None
+
+    def _connected(self):
+        import psycopg  # noqa: PLC0415 (a single host's service needs no psycopg)
+
+        if self.connection is None or self.connection.closed:
+            self.connection = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=int(self.timeout))
+        return self.connection
+
+    @property
+    def in_transaction(self):
+        import psycopg  # noqa: PLC0415
+
+        return (
+            self.connection is not None
+            and not self.connection.closed
+            and self.connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        )
+
+    def execute(self, statement, parameters=()):
+        import psycopg  # noqa: PLC0415
+
+        if statement == "BEGIN IMMEDIATE":
+            statement = "BEGIN"
+        statement = statement.replace("?", "%s")
+        # A statement that starts a transaction or only reads, outside one, is
+        # tried again once on a new connection when the old one had broken (the
+        # database restarted since): nothing of it can have been applied twice.
+        retry = statement == "BEGIN" or (not self.in_transaction and statement.startswith("SELECT"))
+        connection = self._connected()
+        try:
+            return connection.execute(statement, parameters)
+        except psycopg.OperationalError:
+            if not connection.broken:
+                raise
+            self.connection = None
+            if not retry:
+                raise
+        return self._connected().execute(statement, parameters)
+
+    def close(self):
+        if self.connection is not None:
+            self.connection.close()
+
+
+def open_store(spec):
+    """The store a configuration names: a PostgreSQL connection string
+    (``postgresql://...`` or ``host=... dbname=...``) or a SQLite file's path."""
+    if spec.startswith(("postgresql:", "postgres:")) or "dbname=" in spec:
+        return PgStore(spec)
+    return Store(spec)

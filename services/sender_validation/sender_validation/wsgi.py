@@ -10,12 +10,12 @@ import os
 from sender_validation import config as configuration
 from sender_validation.dovecot_auth import DovecotAuth
 from sender_validation.service import SenderService
-from sender_validation.store import Store
+from sender_validation.store import open_store
 from sender_validation.web import create_app
 
 _config = configuration.load(os.environ.get("SENDER_VALIDATION_CONFIG", "/etc/sender-validation/config.json"))
 app = create_app(
-    SenderService(Store(_config["store"]), configuration.service_settings(_config)),
+    SenderService(open_store(_config["store"]), configuration.service_settings(_config)),
     DovecotAuth(_config["auth_socket"]),
     _config,
 )

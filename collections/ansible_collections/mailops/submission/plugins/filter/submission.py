@@ -25,8 +25,18 @@ description:
     a table of another type is an error that names it.
   - C(exemption_problems) lists the entries of an abuse-control exemption list that are not IP networks or are wider
     than a /8 (IPv4) or a /16 (IPv6), 0.0.0.0/0 and ::/0 included, each naming the entry.
-  - C(postfwd_rules) gives postfwd's rule lines for per-login message and recipient limits an hour and a day: the
-    defaults for every login, or a login's own limits; a bad limit or login is an error that names it.
+  - C(postfwd_rules) gives postfwd's rule lines for per-login message and recipient limits an hour and a day (the
+    defaults for every login, or a login's own limits); a bad limit or login is an error that names it.
+  - C(host_networks) turns host addresses into one-address networks (C(/32), C(/128)); an entry that is not an
+    address (a host without facts) is an error that names it.
+  - C(fleet_account_entries) turns accounts into entries for M(mailops.submission.fleet_accounts).
+  - C(sender_logins_query) gives the fleet database's sender-login query (C(postfix) for a pgsql table file,
+    C(pyformat) for a DB-API call); C(password_query) gives Dovecot's passdb sql query for a configuration series
+    (C(2.3) or C(2.4)).
+  - C(fleet_database_settings) checks C(submission_fleet_database) and fills in its defaults (an empty mapping
+    means no fleet). C(fleet_conninfo) gives a client's libpq connection string, C(fleet_uri) a C(postgresql://)
+    URI for Postfix and C(fleet_parameters) the parameters as a mapping, each with C(sslmode=verify-full) and a
+    passfile; C(pgpass_line) gives that passfile's line.
   - C(listener_problems) lists what is wrong with the listeners (name, IP address, ports, an address and port bound
     twice), each naming the listener and the value.
 author: smtp-submission developers
@@ -41,7 +51,22 @@ from ansible_collections.mailops.submission.plugins.module_utils.account_rules i
     identity_problems,
 )
 from ansible_collections.mailops.submission.plugins.module_utils.certificate_names import certificate_matches
-from ansible_collections.mailops.submission.plugins.module_utils.client_networks import exemption_problems
+from ansible_collections.mailops.submission.plugins.module_utils.client_networks import (
+    exemption_problems,
+    host_networks,
+)
+from ansible_collections.mailops.submission.plugins.module_utils.fleet_accounts import fleet_account_entries
+from ansible_collections.mailops.submission.plugins.module_utils.fleet_database import (
+    fleet_conninfo,
+    fleet_database_settings,
+    fleet_parameters,
+    fleet_uri,
+    pgpass_line,
+)
+from ansible_collections.mailops.submission.plugins.module_utils.fleet_schema import (
+    password_query,
+    sender_logins_query,
+)
 from ansible_collections.mailops.submission.plugins.module_utils.listeners import (
     chain_files,
     listener_hostname,
@@ -88,5 +113,14 @@ class FilterModule:
                 certificate_matches,
                 exemption_problems,
                 postfwd_rules,
+                host_networks,
+                fleet_account_entries,
+                sender_logins_query,
+                password_query,
+                fleet_database_settings,
+                fleet_conninfo,
+                fleet_parameters,
+                fleet_uri,
+                pgpass_line,
             )
         }

@@ -31,3 +31,17 @@ def exemption_problems(networks):
                 f"{entry} is wider than a /{widest}: an exemption that wide switches the controls off for attackers too"
             )
     return problems
+
+
+def host_networks(addresses):
+    """Host addresses as one-address networks (``/32``, ``/128``), for a list of
+    clients such as pg_hba's; an entry that is not an address raises, naming it
+    (a host whose facts have no default address gives an undefined one)."""
+    networks = []
+    for entry in addresses:
+        try:
+            address = ipaddress.ip_address(str(entry))
+        except ValueError:
+            raise ValueError(f"{entry!r} is not a host's IP address") from None
+        networks.append(f"{address}/{address.max_prefixlen}")
+    return networks

@@ -30,6 +30,9 @@ description:
     as the inventory's. It removes a pair that a user validated by link only when an absent entry names it;
     O(exclusive) replaces the inventory's pairs and leaves the users' alone. All changes are one transaction;
     check mode rolls it back.
+  - With O(database), it manages the same pairs, with the same rules, in the fleet's PostgreSQL database (role
+    C(submission_database)), where every MTA of the fleet sees a change at its next lookup. It runs on the
+    database host; pairs to add are loaded with C(COPY).
 author:
   - smtp-submission developers
 attributes:
@@ -44,12 +47,13 @@ attributes:
 requirements:
   - Postfix's C(postmap) on the target, with support for the chosen map type (Debian packages
     C(postfix-lmdb), C(postfix-cdb)).
+  - With O(database), psycopg 3 (Debian's C(python3-psycopg)) on the database host.
 options:
   path:
     description:
       - The table's source file. The compiled map is C(path) plus C(.lmdb), C(.db) or C(.cdb).
       - Its directory must exist.
-      - Exactly one of O(path) and O(store) is required.
+      - Exactly one of O(path), O(store) and O(database) is required.
     type: path
   store:
     description:
@@ -58,6 +62,32 @@ options:
       - O(type), O(incremental_limit), O(postfix_config_dir) and the file attributes do not apply.
     type: path
     version_added: 0.2.0
+  database:
+    description:
+      - The fleet database's name, instead of a table file or a SQLite store; the module connects over the
+        local socket (see O(login_user)). Its schema must be in place (M(mailops.submission.store_schema)).
+      - Keys are full addresses there; C(@domain) keys are the accounts' (M(mailops.submission.fleet_accounts)).
+    type: str
+    version_added: 0.4.0
+  login_user:
+    description: With O(database), the role to connect as over the local socket (peer authentication).
+    type: str
+    default: postgres
+    version_added: 0.4.0
+  login_unix_socket:
+    description: With O(database), the directory of the server's local socket.
+    type: path
+    default: /var/run/postgresql
+    version_added: 0.4.0
+  port:
+    description: With O(database), the server's port (part of the socket's name).
+    type: int
+    default: 5432
+    version_added: 0.4.0
+  session_role:
+    description: With O(database), the role to C(SET ROLE) to after connecting.
+    type: str
+    version_added: 0.4.0
   entries:
     description:
       - Pairs to add (C(state=present)) or remove (C(state=absent)).
@@ -94,9 +124,9 @@ options:
     default: false
   logins:
     description:
-      - With O(store) only, the logins that exist (every account's). Pairs of any other login are removed, the
-        ones users validated by link included, so that a removed account's addresses go with it and a login
-        reused later starts with none. A present entry for another login is an error.
+      - With O(store) or O(database) only, the logins that exist (every account's). Pairs of any other login
+        are removed, the ones users validated by link included, so that a removed account's addresses go with
+        it and a login reused later starts with none. A present entry for another login is an error.
       - Unset, no pair is removed for its login.
     type: list
     elements: str
@@ -215,11 +245,21 @@ import sqlite3
 import tempfile
 import time
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.mailops.submission.plugins.module_utils import database_senders
 from ansible_collections.mailops.submission.plugins.module_utils.bulk_load import (
     PARALLEL_MIN_BYTES,
     BulkParse,
     EarlyBuild,
+)
+from ansible_collections.mailops.submission.plugins.module_utils.database_connection import (
+    ARGUMENT_SPEC as DATABASE_ARGUMENT_SPEC,
+)
+from ansible_collections.mailops.submission.plugins.module_utils.database_connection import (
+    PSYCOPG_IMPORT_ERROR,
+    DatabaseError,
+    connect,
+    psycopg,
 )
 from ansible_collections.mailops.submission.plugins.module_utils.sender_table import (
     Summary,
@@ -573,14 +613,38 @@ def store_logins(params, entries, bulk_pairs):
     return logins
 
 
-def update_store(module, entries):
-    """The store's changes, made in one transaction (rolled back in check mode); the module's results."""
-    params = module.params
+def store_request(params, entries):
+    """The StoreRequest of a run on the SQLite store or the fleet database; TableError for bad input."""
     for index, (sender, _login, _state) in enumerate(entries):
         if sender.startswith("@"):
             raise TableError(f"entries[{index}] (sender {sender!r}): the store holds addresses, not @domain keys")
     bulk_pairs = store_src_pairs(params)
-    request = StoreRequest(entries, bulk_pairs, params["exclusive"], store_logins(params, entries, bulk_pairs))
+    return StoreRequest(entries, bulk_pairs, params["exclusive"], store_logins(params, entries, bulk_pairs))
+
+
+def store_result(module, target, changes):
+    """The module's results for a store plan (either backend)."""
+    result = {
+        "changed": bool(changes.insert or changes.delete),
+        "added": len(changes.insert),
+        "removed": len(changes.delete),
+        "pairs": changes.pairs,
+        "keys": changes.keys,
+    }
+    if module._diff:
+        result["diff"] = {
+            "before_header": f"{target} (pairs removed)",
+            "after_header": f"{target} (pairs added)",
+            "before": "".join(f"{s} {lg}\n" for s, lg in sorted(changes.delete)[:1000]),
+            "after": "".join(f"{s} {lg}\n" for s, lg in sorted(changes.insert)[:1000]),
+        }
+    return result
+
+
+def update_store(module, entries):
+    """The store's changes, made in one transaction (rolled back in check mode); the module's results."""
+    params = module.params
+    request = store_request(params, entries)
     try:
         db = open_store(params["store"])
     except StoreError as exc:
@@ -589,20 +653,7 @@ def update_store(module, entries):
         db.execute("BEGIN IMMEDIATE")
         inventory, user = read_rows(db)
         changes = plan_changes(inventory, user, request)
-        result = {
-            "changed": bool(changes.insert or changes.delete),
-            "added": len(changes.insert),
-            "removed": len(changes.delete),
-            "pairs": changes.pairs,
-            "keys": changes.keys,
-        }
-        if module._diff:
-            result["diff"] = {
-                "before_header": f"{params['store']} (pairs removed)",
-                "after_header": f"{params['store']} (pairs added)",
-                "before": "".join(f"{s} {lg}\n" for s, lg in sorted(changes.delete)[:1000]),
-                "after": "".join(f"{s} {lg}\n" for s, lg in sorted(changes.insert)[:1000]),
-            }
+        result = store_result(module, params["store"], changes)
         if result["changed"] and not module.check_mode:
             write_changes(db, changes, int(time.time()))
             db.execute("COMMIT")
@@ -613,6 +664,40 @@ def update_store(module, entries):
         raise TableError(f"store {params['store']} left unchanged: {exc}") from None
     finally:
         db.close()
+    return result
+
+
+def update_database(module, entries):
+    """The fleet database's changes, in one transaction (rolled back in check mode); the module's results."""
+    params = module.params
+    if psycopg is None:
+        module.fail_json(msg=missing_required_lib("psycopg (python3-psycopg)"), exception=PSYCOPG_IMPORT_ERROR)
+    request = store_request(params, entries)
+    try:
+        connection = connect(params)
+    except DatabaseError as exc:
+        raise TableError(str(exc)) from None
+    target = f"database {params['database']}"
+    try:
+        with connection.cursor() as cursor:
+            # Entries alone (no src, exclusive or logins): only their senders' rows matter.
+            partial = not (request.exclusive or request.bulk_pairs or request.logins is not None)
+            senders = {sender for sender, _, _ in request.entries} if partial else None
+            inventory, user = database_senders.read_rows(cursor, senders)
+            changes = plan_changes(inventory, user, request)
+            if partial:
+                database_senders.count_after(cursor, inventory, user, changes)
+            result = store_result(module, target, changes)
+            if result["changed"] and not module.check_mode:
+                database_senders.write_changes(cursor, changes, int(time.time()))
+                connection.commit()
+            else:
+                connection.rollback()
+    except psycopg.Error as exc:
+        connection.rollback()
+        raise TableError(f"{target} left unchanged: {str(exc).strip()}") from None
+    finally:
+        connection.close()
     return result
 
 
@@ -653,6 +738,11 @@ def main():
         argument_spec={
             "path": {"type": "path"},
             "store": {"type": "path"},
+            "database": {"type": "str"},
+            "login_user": DATABASE_ARGUMENT_SPEC["login_user"],
+            "login_unix_socket": DATABASE_ARGUMENT_SPEC["login_unix_socket"],
+            "port": DATABASE_ARGUMENT_SPEC["port"],
+            "session_role": DATABASE_ARGUMENT_SPEC["session_role"],
             "entries": {
                 "type": "list",
                 "elements": "dict",
@@ -673,16 +763,17 @@ def main():
         },
         add_file_common_args=True,
         supports_check_mode=True,
-        required_one_of=[("path", "store")],
-        mutually_exclusive=[("path", "store")],
+        required_one_of=[("path", "store", "database")],
+        mutually_exclusive=[("path", "store", "database")],
     )
-    target = {"store": module.params["store"]} if module.params["store"] else {"path": module.params["path"]}
+    kind = next(key for key in ("store", "database", "path") if module.params[key])
+    target = {kind: module.params[kind]}
     result = dict(target, changed=False, added=0, removed=0, rebuild="none")
     error = None
     try:
-        if module.params["store"]:
+        if kind in ("store", "database"):
             entries = [normalize_entry(i, e) for i, e in enumerate(module.params["entries"])]
-            result.update(update_store(module, entries))
+            result.update((update_store if kind == "store" else update_database)(module, entries))
         else:
             update_table(module, result)
     except TableError as exc:

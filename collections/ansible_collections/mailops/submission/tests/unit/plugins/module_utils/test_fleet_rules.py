@@ -1,0 +1,169 @@
+"""The fleet's rules in Python: account entries checked before the database is
+touched, the plan of a run, the connection strings, the queries, COPY's blocks."""
+
+import pytest
+from ansible_collections.mailops.submission.plugins.module_utils.client_networks import host_networks
+from ansible_collections.mailops.submission.plugins.module_utils.database_senders import _copy_blocks, count_after
+from ansible_collections.mailops.submission.plugins.module_utils.fleet_accounts import (
+    Account,
+    AccountError,
+    fleet_account_entries,
+    normalize_accounts,
+    plan_accounts,
+)
+from ansible_collections.mailops.submission.plugins.module_utils.fleet_database import (
+    fleet_conninfo,
+    fleet_database_settings,
+    fleet_uri,
+    pgpass_line,
+)
+from ansible_collections.mailops.submission.plugins.module_utils.fleet_schema import password_query, sender_logins_query
+from ansible_collections.mailops.submission.plugins.module_utils.store_senders import StorePlan
+
+HASH = "$6$ZRqKrkOtCAsTz6bk$p0Hnj5DB1gCgVgEtQH5msOPkpjAznihmLC8PkHFO.QhffwA/xJ4X1u3.daH6FN8pElxxIbEsHBLCvrW1pN6nQ0"
+SETTINGS = {"host": "db.fleet.test", "inventory_host": "fleet-db"}
+
+
+def test_accounts_are_normalised_and_their_own_address_is_no_alias():
+    [account] = normalize_accounts(
+        [{"address": "Alice@Runbox.com", "password_hash": HASH, "aliases": ["ALICE@runbox.com", "a.s@runbox.com"]}]
+    )
+    assert account == Account("alice@runbox.com", HASH, frozenset({"a.s@runbox.com"}), frozenset())
+
+
+@pytest.mark.parametrize(
+    ("entry", "named"),
+    [
+        ({"address": "alice", "password_hash": HASH}, "'alice'"),
+        ({"address": "alice@runbox.com", "password_hash": "alice-Test-pw1"}, "(alice@runbox.com)"),
+        ({"address": "alice@runbox.com", "password_hash": "$1$salt$hash"}, "MD5-crypt"),
+        ({"address": "alice@runbox.com", "password_hash": HASH, "aliases": ["@gmail.com"]}, "'@gmail.com'"),
+        ({"address": "alice@runbox.com", "password_hash": HASH, "aliases": ["a b@runbox.com"]}, "'a b@runbox.com'"),
+        ({"address": "alice@runbox.com", "password_hash": HASH, "domains": ["bad domain"]}, "'bad domain'"),
+    ],
+)
+def test_a_bad_entry_is_refused_by_name_and_never_quotes_a_hash(entry, named):
+    with pytest.raises(AccountError) as raised:
+        normalize_accounts([entry])
+    assert named in str(raised.value)
+    assert "alice-Test-pw1" not in str(raised.value) and "$1$salt" not in str(raised.value)
+
+
+def test_a_login_twice_or_a_domain_with_two_owners_is_refused():
+    with pytest.raises(AccountError, match=r"accounts\[1\] \(alice@runbox.com\): listed already as accounts\[0\]"):
+        normalize_accounts([{"address": "alice@runbox.com", "password_hash": HASH}] * 2)
+    with pytest.raises(AccountError, match=r"domain hosted\.example is alice@runbox\.com's already"):
+        normalize_accounts(
+            [
+                {"address": "alice@runbox.com", "password_hash": HASH, "domains": ["hosted.example"]},
+                {"address": "bob@hosted.example", "password_hash": HASH, "domains": ["Hosted.Example"]},
+            ]
+        )
+
+
+def test_the_plan_adds_updates_and_with_exclusive_removes():
+    current = {
+        "alice@runbox.com": Account("alice@runbox.com", HASH),
+        "gone@runbox.com": Account("gone@runbox.com", HASH),
+    }
+    entries = normalize_accounts(
+        [
+            {"address": "alice@runbox.com", "password_hash": HASH, "aliases": ["a.s@runbox.com"]},
+            {"address": "bob@hosted.example", "password_hash": HASH, "domains": ["hosted.example"]},
+        ]
+    )
+    plan = plan_accounts(current, entries, exclusive=True)
+    assert (plan.added, plan.updated, plan.removed) == (
+        ["bob@hosted.example"],
+        ["alice@runbox.com"],
+        ["gone@runbox.com"],
+    )
+    before, after = plan.diff()
+    assert "alice@runbox.com: alias a.s@runbox.com" in after and "gone@runbox.com: password set" in before
+    assert HASH not in before + after
+    kept = plan_accounts(current, entries, exclusive=False)
+    assert kept.removed == [] and "gone@runbox.com" in kept.desired
+    assert not plan_accounts(plan.desired, entries, exclusive=True).changed
+
+
+def test_an_absent_account_is_removed():
+    current = {"alice@runbox.com": Account("alice@runbox.com", HASH)}
+    entries = normalize_accounts([{"address": "alice@runbox.com", "state": "absent"}])
+    assert plan_accounts(current, entries, exclusive=False).removed == ["alice@runbox.com"]
+
+
+def test_fleet_entries_leave_the_external_senders_to_the_allowlist():
+    accounts = [{"address": "alice@runbox.com", "password_hash": HASH, "external_senders": ["x@gmail.example"]}]
+    assert fleet_account_entries(accounts) == [
+        {"address": "alice@runbox.com", "password_hash": HASH, "aliases": [], "domains": []}
+    ]
+
+
+def test_settings_get_their_defaults_and_a_bad_one_is_named():
+    assert fleet_database_settings({}) == {}
+    settings = fleet_database_settings(SETTINGS)
+    assert settings["port"] == 5432 and settings["name"] == "submission"
+    for bad, named in [
+        ({"host": "db fleet", "inventory_host": "x"}, "'db fleet'"),
+        ({"host": "db.fleet.test"}, "inventory_host"),
+        (dict(SETTINGS, port="5432"), "'5432'"),
+        (dict(SETTINGS, name="sub;mission"), "'sub;mission'"),
+        (dict(SETTINGS, hots="x"), "['hots']"),
+    ]:
+        with pytest.raises(ValueError, match=None) as raised:
+            fleet_database_settings(bad)
+        assert named in str(raised.value)
+
+
+def test_every_connection_verifies_the_server_and_keeps_its_password_out_of_the_string():
+    conninfo = fleet_conninfo(SETTINGS, "submission_milter", "/etc/from-check/pgpass")
+    assert "sslmode=verify-full" in conninfo and "passfile=/etc/from-check/pgpass" in conninfo
+    assert "password" not in conninfo
+    uri = fleet_uri(SETTINGS, "submission_postfix", "/etc/postfix/submission/pgpass")
+    assert uri.startswith("postgresql://submission_postfix@db.fleet.test:5432/submission?sslmode=verify-full&")
+    quoted = fleet_conninfo(SETTINGS, "submission_dovecot", "", "it's\\a-long-password")
+    assert quoted.endswith("password='it\\'s\\\\a-long-password'")
+    assert (
+        pgpass_line(SETTINGS, "u", "a:b\\c-long-password")
+        == "db.fleet.test:5432:submission:u:a\\:b\\\\c-long-password\n"
+    )
+    with pytest.raises(ValueError, match="at least 16"):
+        pgpass_line(SETTINGS, "u", "short")
+
+
+def test_the_queries_are_one_for_postfix_and_the_milter_and_dovecots_follows_the_login_rule():
+    assert sender_logins_query("postfix") == "SELECT DISTINCT login FROM sender_logins WHERE sender = '%s'"
+    assert sender_logins_query("pyformat").endswith("sender = %s")
+    query = password_query("Runbox.com", "2.3")
+    assert "'%u@runbox.com'" in query and "login AS user" in query
+    assert "'%{user}@runbox.com'" in password_query("runbox.com", "2.4")
+    with pytest.raises(ValueError, match=r"'runbox\.com; DROP'"):
+        password_query("runbox.com; DROP", "2.3")
+
+
+def test_host_addresses_become_one_address_networks_and_a_missing_one_is_named():
+    assert host_networks(["172.30.99.12", "2001:db8::1"]) == ["172.30.99.12/32", "2001:db8::1/128"]
+    with pytest.raises(ValueError, match="'AnsibleUndefined'"):
+        host_networks(["AnsibleUndefined"])
+
+
+def test_copy_blocks_hold_every_row_and_refuse_what_copy_would_escape():
+    rows = [(f"u{n}@gmail.example", "alice@runbox.com") for n in range(5)]
+    blocks = _copy_blocks(rows, 7, size=2)
+    assert "".join(blocks).splitlines() == [f"u{n}@gmail.example\talice@runbox.com\tinventory\t7" for n in range(5)]
+    assert _copy_blocks([("a\\b@gmail.example", "alice@runbox.com")], 7) is None
+
+
+class _Totals:
+    def execute(self, _query):
+        pass
+
+    def fetchone(self):
+        return (1000, 900)
+
+
+def test_counts_after_a_partial_read_come_from_the_tables_totals():
+    inventory = {("x@gmail.example", "alice@runbox.com")}
+    plan = StorePlan(insert={("y@gmail.example", "alice@runbox.com")}, delete=set(inventory), pairs=0, keys=0)
+    count_after(_Totals(), inventory, set(), plan)
+    assert (plan.pairs, plan.keys) == (1000, 900)

@@ -1,0 +1,1 @@
+"""A relay between Postfix's smtpd and Dovecot's auth service that keeps a temporary failure temporary."""

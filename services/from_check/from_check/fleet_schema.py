@@ -1,0 +1,1 @@
+../../../collections/ansible_collections/mailops/submission/plugins/module_utils/fleet_schema.py

@@ -1,0 +1,316 @@
+"""Fleet mode: MTAs that share accounts and senders through one PostgreSQL database.
+
+Run against the fleet's MTAs (group submission); the database host is reached
+as submission_fleet_database.inventory_host names it, in the same inventory.
+The outage tests stop and restart the database: every MTA of the fleet sees
+them, so the fleet scenario verifies its hosts one after another.
+"""
+
+import base64
+import json
+import threading
+import time
+import uuid
+
+import pytest
+import testinfra
+from host_probe import LOAD_B64, HostSecrets, Probe, authenticated, drain_queue, first_answer_to_rcpt, message
+from test_validation_service import Web
+from validation_flow import confirmation_link, new_address, rcpt_code
+
+pytestmark = [pytest.mark.fleet, pytest.mark.fleet_only]
+# The tests that stop or restart the database run after every other test of
+# the run (tests/conftest.py), so that no other test meets the outage's tail.
+outage = pytest.mark.database_outage
+
+# One statement as a database role, with the role's own passfile on the host;
+# prints {"rows": [...]} or {"sqlstate": ..., "error": ...}. The statement runs
+# in a transaction that is rolled back: a write that is allowed changes nothing.
+_AS_ROLE = r"""
+import json, sys
+import psycopg
+conninfo, statement = sys.argv[1], sys.argv[2]
+try:
+    with psycopg.connect(conninfo) as connection:
+        cursor = connection.execute(statement)
+        rows = cursor.fetchall() if cursor.description else []
+        connection.rollback()
+    print(json.dumps({"rows": [list(row) for row in rows]}))
+except psycopg.Error as exc:
+    print(json.dumps({"sqlstate": exc.sqlstate, "error": str(exc).strip()}))
+"""
+AS_ROLE_B64 = base64.b64encode(_AS_ROLE.encode()).decode()
+PASSFILES = {
+    "submission_postfix": "/etc/postfix/submission/pgpass",
+    "submission_milter": "/etc/from-check/pgpass",
+    "submission_validation": "/etc/sender-validation/pgpass",
+}
+INSUFFICIENT_PRIVILEGE = "42501"
+INSERT_PAIR = "INSERT INTO validated_senders VALUES ('x@gmail.example', 'alice@runbox.com', 'user', 0)"
+
+
+class Fleet:
+    def __init__(self, host, variables, config, deployment):
+        self.host, self.config, self.deployment = host, config, deployment
+        inventory = config.option.ansible_inventory
+        self.settings = variables["submission_fleet_database"]
+        self.ca_file = self.settings.get("ca_file", "/etc/ssl/submission/fleet-database-ca.pem")
+        self.db = testinfra.get_host(f"ansible://{self.settings['inventory_host']}", ansible_inventory=inventory)
+        names = [name for name in variables["groups"]["submission"] if name != variables["inventory_hostname"]]
+        self.others = [testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory) for name in names]
+        self.cluster = self.db.check_output("pg_lsclusters --no-header").split()[:2]
+
+    def conninfo(self, user, **overrides):
+        parts = {
+            "host": self.settings["host"],
+            "port": self.settings.get("port", 5432),
+            "dbname": self.settings.get("name", "submission"),
+            "user": user,
+            "sslmode": "verify-full",
+            "sslrootcert": self.ca_file,
+            "connect_timeout": 5,
+            "passfile": PASSFILES.get(user, "/nonexistent"),
+        }
+        parts.update(overrides)
+        return " ".join(f"{key}={value}" for key, value in parts.items())
+
+    def as_role(self, user, statement, **overrides):
+        cmd = self.host.run(
+            'python3 -c "$(echo %s | base64 -d)" %s %s', AS_ROLE_B64, self.conninfo(user, **overrides), statement
+        )
+        assert cmd.rc == 0, cmd.stderr
+        return json.loads(cmd.stdout)
+
+    def other_probes(self):
+        return [Probe(other, HostSecrets.of(other, self.deployment.accounts, self.config)) for other in self.others]
+
+    def every_mta_back(self, probe, timeout=150, in_a_row=3):
+        """Seconds until sessions on every MTA of the fleet get their messages
+        accepted, in_a_row of them one after another; meanwhile any refusal must
+        be temporary (4xx). Each of Postfix's proxymap processes and each of
+        Dovecot's connections finds its own connection broken after a restart."""
+        account = self.deployment.account(self.deployment.domain)
+        endpoint, recipient = self.deployment.endpoints[0], self.deployment.recipient
+        started = time.monotonic()
+        for each in [probe, *self.other_probes()]:
+            answer, accepted = {}, 0
+            while time.monotonic() - started < timeout:
+                mail = message(account.address, recipient, uuid.uuid4().hex)
+                answer = each.one(authenticated(endpoint, account, recipient, data=mail))
+                accepted = accepted + 1 if answer.get("data", [0])[0] == 250 else 0
+                if accepted == in_a_row:
+                    break
+                if accepted:
+                    continue
+                codes = [answer.get(step, [0])[0] for step in ("auth", "mail", "data")]
+                codes.append(first_answer_to_rcpt(answer)[0])
+                assert not [code for code in codes if code >= 500], f"a permanent answer while it recovers: {answer}"
+                time.sleep(1)
+            assert answer.get("data", [0])[0] == 250, f"no message accepted within {timeout} s of the database's return"
+        return time.monotonic() - started
+
+    def database(self, action):
+        unit = f"postgresql@{self.cluster[0]}-{self.cluster[1]}"
+        self.db.check_output("systemctl %s %s", action, unit)
+
+
+@pytest.fixture(scope="module")
+def fleet(host, request, deployment):
+    return Fleet(host, host.ansible.get_variables(), request.config, deployment)
+
+
+@pytest.mark.parametrize(
+    ("user", "statement", "allowed"),
+    [
+        ("submission_postfix", "SELECT login FROM sender_logins WHERE sender = 'alice@runbox.com'", True),
+        ("submission_postfix", "SELECT password_hash FROM accounts", False),
+        (
+            "submission_postfix",
+            "INSERT INTO validated_senders VALUES ('x@gmail.example', 'alice@runbox.com', 'user', 0)",
+            False,
+        ),
+        ("submission_postfix", "DELETE FROM account_aliases", False),
+        ("submission_milter", "SELECT login FROM sender_logins WHERE sender = '@hosted.example'", True),
+        ("submission_milter", "UPDATE accounts SET password_hash = ''", False),
+        (
+            "submission_milter",
+            "INSERT INTO validated_senders VALUES ('x@gmail.example', 'alice@runbox.com', 'user', 0)",
+            False,
+        ),
+        (
+            "submission_validation",
+            "INSERT INTO validated_senders VALUES ('x@gmail.example', 'alice@runbox.com', 'user', 0)",
+            True,
+        ),
+        ("submission_validation", "DELETE FROM validation_requests", True),
+        ("submission_validation", "SELECT password_hash FROM accounts", False),
+        ("submission_validation", "INSERT INTO account_domains VALUES ('gmail.example', 'alice@runbox.com')", False),
+        ("submission_validation", "CREATE TABLE stolen (x text)", False),
+    ],
+)
+def test_each_service_role_may_do_what_its_service_needs_and_nothing_more(fleet, user, statement, allowed):
+    answer = fleet.as_role(user, statement)
+    if allowed:
+        assert "rows" in answer, f"{user} must be able to: {statement}: {answer}"
+    else:
+        assert answer.get("sqlstate") == INSUFFICIENT_PRIVILEGE, f"{user} must not: {statement}: {answer}"
+
+
+def test_the_pairs_postfix_reads_are_the_inventorys(fleet):
+    """The view holds each account, alias, owned domain and validated sender."""
+    expected = {
+        "alice@runbox.com": ["alice@runbox.com"],
+        "alice.smith@runbox.com": ["alice@runbox.com"],
+        "alice.ext@gmail.example": ["alice@runbox.com"],
+        "@hosted.example": ["bob@hosted.example"],
+        "bob@hosted.example": ["bob@hosted.example"],
+        "nobody@runbox.com": [],
+    }
+    for sender, logins in expected.items():
+        # The inventory's own fixture addresses, no user input.
+        query = f"SELECT DISTINCT login FROM sender_logins WHERE sender = '{sender}'"  # noqa: S608
+        answer = fleet.as_role("submission_postfix", query)
+        assert sorted(row[0] for row in answer["rows"]) == logins, (sender, answer)
+
+
+def test_the_database_takes_verified_tls_from_the_fleet_only(fleet):
+    address = fleet.host.check_output("getent hosts %s", fleet.settings["host"]).split()[0]
+    wrong_name = fleet.as_role("submission_postfix", "SELECT 1", host=address)
+    assert "rows" not in wrong_name and "does not match" in wrong_name["error"], wrong_name
+    plain = fleet.as_role("submission_postfix", "SELECT 1", sslmode="disable")
+    assert "rows" not in plain and "no encryption" in plain["error"], plain
+    other_ca = fleet.as_role("submission_postfix", "SELECT 1", sslrootcert="/etc/ssl/certs/ca-certificates.crt")
+    assert "rows" not in other_ca and "certificate verify failed" in other_ca["error"], other_ca
+    # From an address that is not one of the MTAs' (the database host's own, over TCP).
+    outsider = fleet.db.run(
+        "psql %s -c 'SELECT 1'", f"host={address} dbname=submission user=submission_postfix sslmode=require"
+    )
+    assert outsider.rc != 0 and "pg_hba.conf rejects connection" in outsider.stderr, outsider.stderr
+
+
+def test_a_confirmation_on_one_host_lets_the_sender_through_on_the_others(fleet, host, probe, deployment, sink):
+    """The user confirms on this host's page; the other MTAs honour it at their next MAIL FROM."""
+    web = Web(host, f"https://senders.{deployment.domain}", HostSecrets.of(host, deployment.accounts, fleet.config))
+    account = deployment.account(deployment.domain)
+    sender = new_address()
+    fleet.every_mta_back(probe)
+    other_probes = fleet.other_probes()
+    assert other_probes, "a fleet has more than one MTA"
+    for other in other_probes:
+        assert rcpt_code(other, deployment, account, sender)[0] == 553, "an unvalidated address must be refused first"
+    browser = web.session()
+    browser.log_in(account)
+    added = browser.post_form("/", "/senders/add", address=sender)
+    assert added["status"] == 200, added
+    link = confirmation_link(host, sink, sender, web.base_url)
+    confirmed = browser.post_form(link[len(web.base_url) :], link, action="confirm")
+    assert confirmed["status"] == 200 and f"may now send as {sender}" in confirmed["body"], confirmed
+    confirmed_at = time.monotonic()
+    for other in other_probes:
+        code = rcpt_code(other, deployment, account, sender)
+        print(f"from the confirming POST to the other host's RCPT answer: {time.monotonic() - confirmed_at:.3f} s")
+        assert code[0] == 250, f"{account.login} as {sender} on another host after confirming here: {code}"
+    removed = browser.post_form("/", "/senders/remove", address=sender)
+    assert removed["status"] == 302, removed
+    for other in other_probes:
+        assert rcpt_code(other, deployment, account, sender)[0] == 553, "a removed address must be refused everywhere"
+
+
+def _main_pids(host):
+    """The services' main processes: a restart of any would change its pid."""
+    pids = {"postfix": host.check_output("cat /var/spool/postfix/pid/master.pid").strip()}
+    for unit in ("dovecot", "from-check", "sender-validation"):
+        pids[unit] = host.check_output("systemctl show -p MainPID --value %s", unit)
+    return pids
+
+
+@outage
+def test_a_database_outage_gives_temporary_errors_only_and_service_resumes_by_itself(fleet, host, probe, deployment):
+    account = deployment.account(deployment.domain)
+    endpoint = deployment.endpoints[0]
+    before = _main_pids(host)
+    paused = {}
+    fleet.every_mta_back(probe)
+    # Logged in while the database is up; its MAIL FROM comes during the outage.
+    session = authenticated(endpoint, account, deployment.recipient, pause_before_mail=8)
+    for _ in range(5):
+        worker = threading.Thread(target=lambda: paused.update(probe.one(session)))
+        worker.start()
+        time.sleep(3)
+        if worker.is_alive():
+            break
+        # Its login did not get through (a connection the last restart broke): again.
+        worker.join()
+    fleet.database("stop")
+    stopped_at = time.monotonic()
+    try:
+        login = probe.one(authenticated(endpoint, account, deployment.recipient, source=Probe.unseen_source(endpoint)))
+        worker.join()
+    finally:
+        fleet.database("start")
+    started_at = time.monotonic()
+    # smtpd applies the sender restrictions at RCPT (smtpd_delay_reject).
+    sender_check = first_answer_to_rcpt(paused)
+    print(f"outage of {started_at - stopped_at:.1f} s: AUTH {login.get('auth')}; sender check {sender_check}")
+    assert paused.get("auth", [0])[0] == 235, paused
+    assert sender_check[0] == 451, f"the sender's check during the outage: {paused}"
+    assert login.get("auth", [0])[0] == 454, f"AUTH during the outage: {login}"
+    # Back: each MTA's first session that gets its message accepted, with nothing restarted.
+    back = fleet.every_mta_back(probe)
+    print(f"service back {back:.1f} s after the database")
+    assert _main_pids(host) == before, "a service was restarted"
+
+
+@outage
+def test_a_database_restart_under_load_loses_nothing_and_refuses_nothing_for_good(fleet, host, probe, deployment, sink):
+    accounts = [
+        {
+            "login": account.login,
+            "password": account.password,
+            "sender": account.address,
+            "foreign_sender": deployment.accounts[(n + 1) % len(deployment.accounts)].address,
+        }
+        for n, account in enumerate(deployment.accounts)
+    ]
+    endpoint = deployment.endpoints[0]
+    run_id = "dbrestart-" + uuid.uuid4().hex[:10]
+    plan = {
+        "host": endpoint.hostname,
+        "port": endpoint.port,
+        "accounts": accounts,
+        "recipient": deployment.recipient,
+        "clients": 6,
+        "messages_per_session": 3,
+        "seconds": 20,
+        "run_id": run_id,
+        "timeout": 30,
+    }
+    fleet.every_mta_back(probe)
+    plan_file = HostSecrets.of(host, deployment.accounts, fleet.config).put(json.dumps(plan))
+    out = host.check_output("mktemp")
+    pid = host.check_output(
+        'nohup python3 -c "$(echo %s | base64 -d)" %s > %s 2>&1 & echo $!', LOAD_B64, plan_file, out
+    ).strip()
+    time.sleep(6)
+    fleet.database("restart")
+    assert host.run("for i in $(seq 120); do kill -0 %s 2>/dev/null || exit 0; sleep 1; done; exit 1", pid).rc == 0
+    host.run("rm -f %s", plan_file)
+    result = json.loads(host.file(out).content_string)
+    host.run("rm -f %s", out)
+    errors = result["errors"]
+    print(f"{len(result['accepted'])} accepted, {len(result['deferred'])} deferred, errors {errors}")
+    assert result["deferred"] or errors, "nothing was deferred: the restart did not happen under load"
+    assert not result["wrong"], f"answers other than 250, 553 for a foreign sender, or 4xx: {result['wrong'][:5]}"
+    permanent = {key: entry for key, entry in errors.items() if key.split()[-1].startswith("5")}
+    assert not permanent, f"permanent refusals during the restart: {permanent}"
+    accepted, deferred = set(result["accepted"]), set(result["deferred"])
+    assert len(accepted) > 30, f"only {len(accepted)} messages accepted: {errors}"
+    assert drain_queue(host), "the queue did not drain in 120 s"
+    listed = host.run("grep -rh '^X-Load-Token: %s-' %s/new %s/cur | sort | uniq -c", run_id, sink, sink).stdout
+    copies = {line.split()[2]: int(line.split()[0]) for line in listed.splitlines() if line.strip()}
+    assert not deferred & copies.keys(), f"answered 4xx but delivered: {sorted(deferred & copies.keys())[:5]}"
+    missing = sorted(accepted - copies.keys())
+    assert not missing, f"{len(missing)} of {len(accepted)} messages answered 250 are not in the sink: {missing[:5]}"
+    doubled = sorted(token for token, n in copies.items() if n > 1)
+    assert not doubled, f"delivered twice: {doubled[:5]}"
+    print(f"every MTA back {fleet.every_mta_back(probe):.1f} s after the load run")
