@@ -14,8 +14,10 @@ import uuid
 
 import pytest
 import testinfra
+from deployment import Deployment
 from host_probe import LOAD_B64, HostSecrets, Probe, authenticated, drain_queue, first_answer_to_rcpt, message
 from test_validation_service import Web
+from testinfra.modules.ansible import AnsibleException
 from validation_flow import confirmation_link, new_address, rcpt_code
 
 pytestmark = [pytest.mark.fleet, pytest.mark.fleet_only]
@@ -57,6 +59,7 @@ class Fleet:
         self.ca_file = self.settings.get("ca_file", "/etc/ssl/submission/fleet-database-ca.pem")
         self.db = testinfra.get_host(f"ansible://{self.settings['inventory_host']}", ansible_inventory=inventory)
         names = [name for name in variables["groups"]["submission"] if name != variables["inventory_hostname"]]
+        self.position = sorted(variables["groups"]["submission"]).index(variables["inventory_hostname"])
         self.others = [testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory) for name in names]
         self.cluster = self.db.check_output("pg_lsclusters --no-header").split()[:2]
 
@@ -83,6 +86,9 @@ class Fleet:
 
     def other_probes(self):
         return [Probe(other, HostSecrets.of(other, self.deployment.accounts, self.config)) for other in self.others]
+
+    def probe(self):
+        return Probe(self.host, HostSecrets.of(self.host, self.deployment.accounts, self.config))
 
     def every_mta_back(self, probe, timeout=150, in_a_row=3):
         """Seconds until sessions on every MTA of the fleet get their messages
@@ -117,6 +123,22 @@ class Fleet:
 @pytest.fixture(scope="module")
 def fleet(host, request, deployment):
     return Fleet(host, host.ansible.get_variables(), request.config, deployment)
+
+
+@pytest.fixture(scope="module")
+def whole_fleet(request):
+    """The fleet seen from its first MTA, for the tests that run once for the
+    whole fleet (the database's outages, its modules) and watch every MTA."""
+    config = request.config
+    hosts = testinfra.get_hosts(
+        config.option.hosts.split(","),
+        connection=config.option.connection,
+        ansible_inventory=config.option.ansible_inventory,
+        force_ansible=config.option.force_ansible,
+    )
+    first = min(hosts, key=lambda each: each.backend.get_pytest_id())
+    variables = first.ansible.get_variables()
+    return Fleet(first, variables, config, Deployment(variables))
 
 
 @pytest.mark.parametrize(
@@ -191,7 +213,10 @@ def test_the_database_takes_verified_tls_from_the_fleet_only(fleet):
 def test_a_confirmation_on_one_host_lets_the_sender_through_on_the_others(fleet, host, probe, deployment, sink):
     """The user confirms on this host's page; the other MTAs honour it at their next MAIL FROM."""
     web = Web(host, f"https://senders.{deployment.domain}", HostSecrets.of(host, deployment.accounts, fleet.config))
-    account = deployment.account(deployment.domain)
+    # A login of its own for each host: the confirmation mails a login may ask
+    # for an hour are counted fleet-wide (the request log is in the database).
+    own_domain = [account for account in deployment.accounts if account.address.endswith("@" + deployment.domain)]
+    account = own_domain[fleet.position % len(own_domain)]
     sender = new_address()
     fleet.every_mta_back(probe)
     other_probes = fleet.other_probes()
@@ -225,14 +250,16 @@ def _main_pids(host):
 
 
 @outage
-def test_a_database_outage_gives_temporary_errors_only_and_service_resumes_by_itself(fleet, host, probe, deployment):
+def test_a_database_outage_gives_temporary_errors_only_and_service_resumes_by_itself(whole_fleet):
+    fleet, deployment, probe = whole_fleet, whole_fleet.deployment, whole_fleet.probe()
     account = deployment.account(deployment.domain)
     endpoint = deployment.endpoints[0]
-    before = _main_pids(host)
-    paused = {}
+    mtas = [(fleet.host, probe), *zip(fleet.others, fleet.other_probes(), strict=True)]
+    before = [_main_pids(host) for host, _ in mtas]
     fleet.every_mta_back(probe)
     # Logged in while the database is up; its MAIL FROM comes during the outage.
     session = authenticated(endpoint, account, deployment.recipient, pause_before_mail=8)
+    paused = {}
     for _ in range(5):
         worker = threading.Thread(target=lambda: paused.update(probe.one(session)))
         worker.start()
@@ -244,25 +271,31 @@ def test_a_database_outage_gives_temporary_errors_only_and_service_resumes_by_it
     fleet.database("stop")
     stopped_at = time.monotonic()
     try:
-        login = probe.one(authenticated(endpoint, account, deployment.recipient, source=Probe.unseen_source(endpoint)))
+        logins = [
+            each.one(authenticated(endpoint, account, deployment.recipient, source=Probe.unseen_source(endpoint)))
+            for _, each in mtas
+        ]
         worker.join()
     finally:
         fleet.database("start")
     started_at = time.monotonic()
     # smtpd applies the sender restrictions at RCPT (smtpd_delay_reject).
     sender_check = first_answer_to_rcpt(paused)
-    print(f"outage of {started_at - stopped_at:.1f} s: AUTH {login.get('auth')}; sender check {sender_check}")
+    auth_codes = [login.get("auth", [0])[0] for login in logins]
+    print(f"outage of {started_at - stopped_at:.1f} s: AUTH {auth_codes} on each MTA; sender check {sender_check}")
     assert paused.get("auth", [0])[0] == 235, paused
     assert sender_check[0] == 451, f"the sender's check during the outage: {paused}"
-    assert login.get("auth", [0])[0] == 454, f"AUTH during the outage: {login}"
-    # Back: each MTA's first session that gets its message accepted, with nothing restarted.
+    assert auth_codes == [454] * len(mtas), f"AUTH during the outage: {logins}"
+    # Back: each MTA's sessions get their messages accepted, with nothing restarted.
     back = fleet.every_mta_back(probe)
-    print(f"service back {back:.1f} s after the database")
-    assert _main_pids(host) == before, "a service was restarted"
+    print(f"every MTA back {back:.1f} s after the database")
+    assert [_main_pids(host) for host, _ in mtas] == before, "a service was restarted"
 
 
 @outage
-def test_a_database_restart_under_load_loses_nothing_and_refuses_nothing_for_good(fleet, host, probe, deployment, sink):
+def test_a_database_restart_under_load_loses_nothing_and_refuses_nothing_for_good(whole_fleet):
+    fleet, deployment, probe, host = whole_fleet, whole_fleet.deployment, whole_fleet.probe(), whole_fleet.host
+    sink = deployment.sink_maildir
     accounts = [
         {
             "login": account.login,
@@ -314,3 +347,47 @@ def test_a_database_restart_under_load_loses_nothing_and_refuses_nothing_for_goo
     doubled = sorted(token for token, n in copies.items() if n > 1)
     assert not doubled, f"delivered twice: {doubled[:5]}"
     print(f"every MTA back {fleet.every_mta_back(probe):.1f} s after the load run")
+
+
+def _module_failure(fleet, module, args):
+    """The result of a module run on the database host that must fail (testinfra
+    raises for it, or, with newer ansible-core, returns it without 'failed')."""
+    try:
+        result = fleet.db.ansible(module, json.dumps(args), check=False)
+    except AnsibleException as exc:
+        result = exc.result
+    assert "msg" in result and not result.get("changed"), f"{module} did not fail: {result}"
+    return result["msg"]
+
+
+def _db_rows(fleet, query):
+    """A query's rows as psql prints them, as the database host's postgres (peer)."""
+    return fleet.db.check_output("psql -U postgres -At -d submission -c %s", query)
+
+
+def test_the_allowlist_module_writes_nothing_for_a_bad_entry_nor_in_check_mode(whole_fleet):
+    fleet = whole_fleet
+    module = "mailops.submission.sender_allowlist"
+    before = _db_rows(fleet, "SELECT count(*) FROM validated_senders")
+    good = {"sender": f"{uuid.uuid4().hex[:10]}@gmail.example", "login": "alice@runbox.com"}
+    args = {"database": "submission", "entries": [good, {"sender": "not an address", "login": "alice@runbox.com"}]}
+    message = _module_failure(fleet, module, args)
+    assert "entries[1]" in message and "'not an address'" in message, message
+    checked = fleet.db.ansible(module, json.dumps({"database": "submission", "entries": [good]}), check=True)
+    assert checked["changed"] and checked["added"] == 1, checked
+    assert _db_rows(fleet, "SELECT count(*) FROM validated_senders") == before, "check mode or a bad entry wrote"
+
+
+def test_the_accounts_module_writes_nothing_for_a_bad_hash_nor_in_check_mode(whole_fleet):
+    fleet = whole_fleet
+    module = "mailops.submission.fleet_accounts"
+    before = _db_rows(fleet, "SELECT login, password_hash FROM accounts ORDER BY 1")
+    strong = _db_rows(fleet, "SELECT password_hash FROM accounts WHERE login = 'alice@runbox.com'")
+    new = {"address": "newcomer@runbox.com", "password_hash": strong}
+    weak = {"address": "weak@runbox.com", "password_hash": "$1$salt$0123456789abcdefghijkl"}
+    message = _module_failure(fleet, module, {"database": "submission", "accounts": [new, weak]})
+    assert "weak@runbox.com" in message and "MD5-crypt" in message and "$1$salt" not in message, message
+    checked = fleet.db.ansible(module, json.dumps({"database": "submission", "accounts": [new]}), check=True)
+    assert checked["changed"] and checked["added"] == ["newcomer@runbox.com"], checked
+    after = _db_rows(fleet, "SELECT login, password_hash FROM accounts ORDER BY 1")
+    assert after == before, "check mode or a bad entry wrote to the database"
