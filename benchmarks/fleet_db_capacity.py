@@ -7,8 +7,9 @@ Runs on the fleet's database host (molecule/fleet's fleet-db), as root:
     python3 fleet_db_capacity.py [--seconds 10] [--clients 8]
 
 Each query runs for --seconds from --clients connections over the local
-socket (as the MTAs' proxymap and Dovecot keep theirs open; TLS is not in
-these figures, it costs the connection's start only). It prints the
+socket, as simple queries (as Postfix and Dovecot send them; the MTAs keep
+their connections open, so TLS costs a connection's start only and is not in
+these figures). It prints the
 transactions a second and the ratio to the baseline:
 - select 1: what a round trip to the server costs;
 - sender lookup: Postfix's and the milter's query (sender_logins view), half
@@ -56,7 +57,7 @@ def pgbench(script, seconds, clients, database):
             "-j",
             "2",
             "-M",
-            "prepared",
+            "simple",
             database,
         ],
         capture_output=True,
