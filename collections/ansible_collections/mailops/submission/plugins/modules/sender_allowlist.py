@@ -188,6 +188,16 @@ EXAMPLES = r"""
     exclusive: true
     logins: [alice@runbox.com, bob@hosted.example]
 
+- name: On the fleet's database host, put the inventory's external senders in the fleet database
+  mailops.submission.sender_allowlist:
+    database: submission
+    session_role: submission_owner
+    entries:
+      - sender: alice.ext@gmail.example
+        login: alice@runbox.com
+    exclusive: true
+    logins: [alice@runbox.com, bob@hosted.example]
+
 - name: Load a whole table from a file on the target, dropping every pair not in it
   mailops.submission.sender_allowlist:
     path: /etc/postfix/submission/sender_logins_validated
