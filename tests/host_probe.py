@@ -152,6 +152,39 @@ def wait_for_sink(host, maildir, token):
     return email.message_from_string(found.stdout) if found.rc == 0 else None
 
 
+def load_plan(deployment, run_id, clients):
+    """A plan for tests/smtp_load.py on the deployment's first endpoint: every
+    verification account sends as itself, and now and then as the next one (a
+    foreign sender the server must refuse), for 20 s."""
+    accounts = deployment.accounts
+    endpoint = deployment.endpoints[0]
+    return {
+        "host": endpoint.hostname,
+        "port": endpoint.port,
+        "accounts": [
+            {
+                "login": account.login,
+                "password": account.password,
+                "sender": account.address,
+                "foreign_sender": accounts[(n + 1) % len(accounts)].address,
+            }
+            for n, account in enumerate(accounts)
+        ],
+        "recipient": deployment.recipient,
+        "clients": clients,
+        "messages_per_session": 3,
+        "seconds": 20,
+        "run_id": run_id,
+        "timeout": 30,
+    }
+
+
+def sink_copies(host, sink, run_id):
+    """How many copies of each load token of run_id the test sink holds."""
+    listed = host.run("grep -rh '^X-Load-Token: %s-' %s/new %s/cur | sort | uniq -c", run_id, sink, sink).stdout
+    return {line.split()[2]: int(line.split()[0]) for line in listed.splitlines() if line.strip()}
+
+
 def drain_queue(host, seconds=120):
     """Wait until Postfix's queue is empty (every accepted message delivered); False if it is not by then."""
     return (

@@ -14,8 +14,19 @@ import uuid
 
 import pytest
 import testinfra
+from ansible_collections.mailops.submission.plugins.module_utils.fleet_database import fleet_parameters
 from deployment import Deployment
-from host_probe import LOAD_B64, HostSecrets, Probe, authenticated, drain_queue, first_answer_to_rcpt, message
+from host_probe import (
+    LOAD_B64,
+    HostSecrets,
+    Probe,
+    authenticated,
+    drain_queue,
+    first_answer_to_rcpt,
+    load_plan,
+    message,
+    sink_copies,
+)
 from test_validation_service import Web
 from testinfra.modules.ansible import AnsibleException
 from validation_flow import confirmation_link, new_address, rcpt_code
@@ -56,7 +67,6 @@ class Fleet:
         self.host, self.config, self.deployment = host, config, deployment
         inventory = config.option.ansible_inventory
         self.settings = variables["submission_fleet_database"]
-        self.ca_file = self.settings.get("ca_file", "/etc/ssl/submission/fleet-database-ca.pem")
         self.db = testinfra.get_host(f"ansible://{self.settings['inventory_host']}", ansible_inventory=inventory)
         names = [name for name in variables["groups"]["submission"] if name != variables["inventory_hostname"]]
         self.position = sorted(variables["groups"]["submission"]).index(variables["inventory_hostname"])
@@ -64,16 +74,8 @@ class Fleet:
         self.cluster = self.db.check_output("pg_lsclusters --no-header").split()[:2]
 
     def conninfo(self, user, **overrides):
-        parts = {
-            "host": self.settings["host"],
-            "port": self.settings.get("port", 5432),
-            "dbname": self.settings.get("name", "submission"),
-            "user": user,
-            "sslmode": "verify-full",
-            "sslrootcert": self.ca_file,
-            "connect_timeout": 5,
-            "passfile": PASSFILES.get(user, "/nonexistent"),
-        }
+        """The connection string the services use (fleet_database), with overrides."""
+        parts = fleet_parameters(self.settings, user, PASSFILES.get(user, "/nonexistent"))
         parts.update(overrides)
         return " ".join(f"{key}={value}" for key, value in parts.items())
 
@@ -296,28 +298,8 @@ def test_a_database_outage_gives_temporary_errors_only_and_service_resumes_by_it
 def test_a_database_restart_under_load_loses_nothing_and_refuses_nothing_for_good(whole_fleet):
     fleet, deployment, probe, host = whole_fleet, whole_fleet.deployment, whole_fleet.probe(), whole_fleet.host
     sink = deployment.sink_maildir
-    accounts = [
-        {
-            "login": account.login,
-            "password": account.password,
-            "sender": account.address,
-            "foreign_sender": deployment.accounts[(n + 1) % len(deployment.accounts)].address,
-        }
-        for n, account in enumerate(deployment.accounts)
-    ]
-    endpoint = deployment.endpoints[0]
     run_id = "dbrestart-" + uuid.uuid4().hex[:10]
-    plan = {
-        "host": endpoint.hostname,
-        "port": endpoint.port,
-        "accounts": accounts,
-        "recipient": deployment.recipient,
-        "clients": 6,
-        "messages_per_session": 3,
-        "seconds": 20,
-        "run_id": run_id,
-        "timeout": 30,
-    }
+    plan = load_plan(deployment, run_id, clients=6)
     fleet.every_mta_back(probe)
     plan_file = HostSecrets.of(host, deployment.accounts, fleet.config).put(json.dumps(plan))
     out = host.check_output("mktemp")
@@ -339,8 +321,7 @@ def test_a_database_restart_under_load_loses_nothing_and_refuses_nothing_for_goo
     accepted, deferred = set(result["accepted"]), set(result["deferred"])
     assert len(accepted) > 30, f"only {len(accepted)} messages accepted: {errors}"
     assert drain_queue(host), "the queue did not drain in 120 s"
-    listed = host.run("grep -rh '^X-Load-Token: %s-' %s/new %s/cur | sort | uniq -c", run_id, sink, sink).stdout
-    copies = {line.split()[2]: int(line.split()[0]) for line in listed.splitlines() if line.strip()}
+    copies = sink_copies(host, sink, run_id)
     assert not deferred & copies.keys(), f"answered 4xx but delivered: {sorted(deferred & copies.keys())[:5]}"
     missing = sorted(accepted - copies.keys())
     assert not missing, f"{len(missing)} of {len(accepted)} messages answered 250 are not in the sink: {missing[:5]}"

@@ -5,33 +5,13 @@ import json
 import uuid
 
 import pytest
-from host_probe import LOAD_B64, drain_queue
+from host_probe import LOAD_B64, drain_queue, load_plan, sink_copies
 
 
 @pytest.mark.parametrize("service", ["postfix", "from-check"])
 def test_a_restart_under_load_loses_and_doubles_nothing(host, deployment, sink, service, host_secrets):
-    accounts = [
-        {
-            "login": account.login,
-            "password": account.password,
-            "sender": account.address,
-            "foreign_sender": deployment.accounts[(n + 1) % len(deployment.accounts)].address,
-        }
-        for n, account in enumerate(deployment.accounts)
-    ]
-    endpoint = deployment.endpoints[0]
     run_id = "restart-" + uuid.uuid4().hex[:10]
-    plan = {
-        "host": endpoint.hostname,
-        "port": endpoint.port,
-        "accounts": accounts,
-        "recipient": deployment.recipient,
-        "clients": 8,
-        "messages_per_session": 3,
-        "seconds": 20,
-        "run_id": run_id,
-        "timeout": 30,
-    }
+    plan = load_plan(deployment, run_id, clients=8)
     # The plan holds the accounts' passwords: a 0600 file, not an argument.
     plan_file = host_secrets.put(json.dumps(plan))
     # The restart comes when the clients have been sending for a while and
@@ -56,10 +36,7 @@ def test_a_restart_under_load_loses_and_doubles_nothing(host, deployment, sink, 
     assert not result["wrong"], result["wrong"][:5]
 
     assert drain_queue(host), "the queue did not drain in 120 s: " + host.run("postqueue -p").stdout[-2000:]
-    listed = host.run("grep -rh '^X-Load-Token: %s-' %s/new %s/cur | sort | uniq -c", run_id, sink, sink).stdout.split(
-        "\n"
-    )
-    copies = {line.split()[2]: int(line.split()[0]) for line in listed if line.strip()}
+    copies = sink_copies(host, sink, run_id)
     missing = sorted(accepted - copies.keys())
     doubled = sorted(token for token, n in copies.items() if n > 1)
     strangers = sorted(copies.keys() - accepted - unanswered)

@@ -68,26 +68,20 @@ class LmdbTable:
         return None if value is None else value.rstrip(b"\0").decode()
 
 
-class SocketmapTable:
-    """A socketmap_table(5) client: one connection a thread, opened again once if it broke."""
+class ThreadConnections:
+    """One connection a thread to a table's server, opened when first needed
+    and again once when a question meets a broken one (a restarted server)."""
 
-    def __init__(self, path, name, timeout=10):
-        self.path = path
-        self.name = name.encode()
-        self.timeout = timeout
+    def __init__(self):
         self.local = threading.local()
+
+    def open(self):
+        raise NotImplementedError
 
     def connection(self):
         connection = getattr(self.local, "connection", None)
         if connection is None:
-            connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            connection.settimeout(self.timeout)
-            try:
-                connection.connect(self.path)
-            except OSError:
-                connection.close()
-                raise
-            self.local.connection = connection
+            connection = self.local.connection = self.open()
         return connection
 
     def drop(self):
@@ -95,8 +89,40 @@ class SocketmapTable:
         if connection is not None:
             connection.close()
 
-    def ask(self, request):
-        connection = self.connection()
+    def twice(self, ask, errors, label):
+        """ask(connection)'s answer; on one of errors, once more on a new
+        connection; TableError(label: ...) if that fails too."""
+        for attempt in (1, 2):
+            try:
+                return ask(self.connection())
+            except errors as exc:
+                self.drop()
+                if attempt == 2:
+                    raise TableError(f"{label}: {str(exc).strip()}") from exc
+        return None
+
+
+class SocketmapTable(ThreadConnections):
+    """A socketmap_table(5) client: one connection a thread, opened again once if it broke."""
+
+    def __init__(self, path, name, timeout=10):
+        super().__init__()
+        self.path = path
+        self.name = name.encode()
+        self.timeout = timeout
+
+    def open(self):
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        connection.settimeout(self.timeout)
+        try:
+            connection.connect(self.path)
+        except OSError:
+            connection.close()
+            raise
+        return connection
+
+    @staticmethod
+    def ask(connection, request):
         connection.sendall(netstring(request))
         received = b""
         while True:
@@ -110,14 +136,9 @@ class SocketmapTable:
 
     def __call__(self, key):
         request = self.name + b" " + key.encode()
-        for attempt in (1, 2):
-            try:
-                reply = self.ask(request)
-                break
-            except (OSError, NetstringError) as exc:
-                self.drop()
-                if attempt == 2:
-                    raise TableError(f"socketmap {self.path}: {exc}") from exc
+        reply = self.twice(
+            lambda connection: self.ask(connection, request), (OSError, NetstringError), f"socketmap {self.path}"
+        )
         status, _, value = reply.decode("utf-8", "replace").partition(" ")
         if status == "OK":
             return value
@@ -126,7 +147,7 @@ class SocketmapTable:
         raise TableError(f"socketmap {self.path}: {status} {value}".strip())
 
 
-class PgsqlTable:
+class PgsqlTable(ThreadConnections):
     """The fleet database's sender_logins, asked with the query Postfix's pgsql
     table asks: one connection a thread, opened again once if it broke, so that
     the milter rides out a database restart; an outage raises TableError (4xx).
@@ -136,34 +157,20 @@ class PgsqlTable:
     """
 
     def __init__(self, conninfo, timeout=5):
+        super().__init__()
         self.conninfo = conninfo
         self.timeout = timeout
-        self.local = threading.local()
         self.query = sender_logins_query("pyformat")
 
-    def connection(self):
+    def open(self):
         import psycopg  # noqa: PLC0415 (a single host's milter needs no psycopg)
 
-        connection = getattr(self.local, "connection", None)
-        if connection is None or connection.closed:
-            connection = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=self.timeout)
-            self.local.connection = connection
-        return connection
-
-    def drop(self):
-        connection, self.local.connection = getattr(self.local, "connection", None), None
-        if connection is not None:
-            connection.close()
+        return psycopg.connect(self.conninfo, autocommit=True, connect_timeout=self.timeout)
 
     def __call__(self, key):
         import psycopg  # noqa: PLC0415
 
-        for attempt in (1, 2):
-            try:
-                rows = self.connection().execute(self.query, (key,)).fetchall()
-                break
-            except psycopg.Error as exc:
-                self.drop()
-                if attempt == 2:
-                    raise TableError(f"database: {str(exc).strip()}") from exc
+        rows = self.twice(
+            lambda connection: connection.execute(self.query, (key,)).fetchall(), psycopg.Error, "database"
+        )
         return ",".join(row[0] for row in rows) or None

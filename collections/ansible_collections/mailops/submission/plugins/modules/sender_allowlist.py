@@ -67,25 +67,7 @@ options:
       - The fleet database's name, instead of a table file or a SQLite store; the module connects over the
         local socket (see O(login_user)). Its schema must be in place (M(mailops.submission.store_schema)).
       - Keys are full addresses there; C(@domain) keys are the accounts' (M(mailops.submission.fleet_accounts)).
-    type: str
-    version_added: 0.4.0
-  login_user:
-    description: With O(database), the role to connect as over the local socket (peer authentication).
-    type: str
-    default: postgres
-    version_added: 0.4.0
-  login_unix_socket:
-    description: With O(database), the directory of the server's local socket.
-    type: path
-    default: /var/run/postgresql
-    version_added: 0.4.0
-  port:
-    description: With O(database), the server's port (part of the socket's name).
-    type: int
-    default: 5432
-    version_added: 0.4.0
-  session_role:
-    description: With O(database), the role to C(SET ROLE) to after connecting.
+      - O(login_user), O(login_unix_socket), O(port) and O(session_role) apply with it only.
     type: str
     version_added: 0.4.0
   entries:
@@ -148,6 +130,7 @@ options:
     default: 10000
 extends_documentation_fragment:
   - ansible.builtin.files
+  - mailops.submission.database
 notes:
   - The source file starts with a comment that records a digest of the input and of the table, so that
     a repeated run with the same input recognises an unchanged table without parsing it. Do not edit the

@@ -34,21 +34,8 @@ options:
     description: The database's name.
     type: str
     required: true
-  login_user:
-    description: The role to connect as, over the local socket (peer authentication).
-    type: str
-    default: postgres
-  login_unix_socket:
-    description: The directory of the server's local socket.
-    type: path
-    default: /var/run/postgresql
-  port:
-    description: The server's port (part of the socket's name).
-    type: int
-    default: 5432
-  session_role:
-    description: The role to C(SET ROLE) to after connecting; the schema's objects are created as it.
-    type: str
+extends_documentation_fragment:
+  - mailops.submission.database
 """
 
 EXAMPLES = r"""
