@@ -34,7 +34,7 @@ def header_forms(account, accounts):
         ("display name", [f"Someone <{address}>"], address),
         ("quoted display name with a comma", [f'"Smith, {local}" <{address}>'], address),
         ("encoded display name", [f"=?utf-8?q?J=C3=B6rg_{local}?= <{address}>"], address),
-        ("comment after the address", [f"{address} ({FOREIGN})"], address),
+        ("comment after the address", [f"{address} (at home)"], address),
         ("folded", [f"Someone\r\n <{address}>"], address),
         ("upper case", [address.upper()], address),
         ("+tag", [f"{local}+lists@{domain}"], f"{local}+lists@{domain}"),
@@ -50,6 +50,11 @@ def header_forms(account, accounts):
         ("no From header", [], None),
         ("an empty address", ["<>"], None),
         ("a source route", [f"<@relay.example:{address}>"], None),
+        # What a recipient's client shows must be the address judged (issue 21).
+        ("a display name showing a foreign address", [f'"{FOREIGN}" <{address}>'], None),
+        ("a comment showing a foreign address", [f"{address} ({FOREIGN})"], None),
+        ("a quoted local part", [f'"{local}+{FOREIGN}"@{domain}'], None),
+        ("an encoded word in the domain", [f"{local}@=?utf-8?q?{domain}?="], None),
     ]
     forms += [(f"alias {alias}", [f"Alias <{alias}>"], alias) for alias in own.get("aliases", [])]
     forms += [(f"owned domain {d}", [f"anyone@{d}"], f"anyone@{d}") for d in own.get("domains", [])]
@@ -91,6 +96,26 @@ def test_every_login_shows_only_its_own_addresses(probe, deployment, accounts):
             elif mailbox is not None and f"<{mailbox.lower()}>" not in data[1].lower():
                 failures.append(f"{label} {account.login}, {name}: the refusal does not name <{mailbox}>: {data}")
     assert not failures, f"{len(failures)} of {len(cases)} wrong:\n" + "\n".join(failures)
+
+
+def test_sender_and_nul_are_judged_too(probe, deployment):
+    """Sender is shown by clients as the author too, and Postfix hands a milter
+    C strings: a NUL would hide what follows it from the check
+    (message_reject_characters refuses it before)."""
+    account = deployment.accounts[0]
+    endpoint = deployment.first_endpoint_of_each_listener()[0]
+    body = f"To: <{deployment.recipient}>\r\nSubject: authors\r\n\r\nA line.\r\n"
+    cases = [
+        authenticated(endpoint, account, deployment.recipient, data=f"From: {account.address}\r\n{body}"),
+        authenticated(
+            endpoint, account, deployment.recipient, data=f"From: {account.address}\r\nSender: {FOREIGN}\r\n{body}"
+        ),
+        authenticated(endpoint, account, deployment.recipient, data=f"From: {account.address}\0{FOREIGN}\r\n{body}"),
+    ]
+    own, sender, nul = (result.get("data") or [0, str(result)] for result in probe.run(cases))
+    assert own[0] == 250, own
+    assert sender[0] == 550 and f"the Sender header's address <{FOREIGN}>" in sender[1], sender
+    assert 500 <= nul[0] < 600, nul
 
 
 @pytest.fixture

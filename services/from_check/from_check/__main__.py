@@ -18,7 +18,12 @@ OPTIONAL = {
     "store_map": str,
     "send_as_anyone": list,
     "recipient_delimiter": str,
-    "store_timeout": int,
+    "store_timeout": (int, float),
+    # Seconds a message may wait for its verdict (451 past it), and the threads that ask the tables.
+    "deadline": (int, float),
+    "lookup_threads": int,
+    # A display name or comment may show an address other than the mailbox.
+    "display_addresses": bool,
     # The fleet database (libpq connection string, password in a passfile).
     "database": (str, type(None)),
 }

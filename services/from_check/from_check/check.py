@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from from_check.header_from import FromError, header_mailbox
+from from_check.header_from import FromError, author_addresses
 from from_check.sender_lookup import first_owners, union
 from from_check.tables import LmdbTable, PgsqlTable, SocketmapTable, TableError
 
@@ -30,17 +30,18 @@ class FromCheck:
     check lets through (a list server, a monitoring account).
     """
 
-    def __init__(self, maps, send_as_anyone=(), delimiter="+"):
+    def __init__(self, maps, send_as_anyone=(), delimiter="+", display_addresses=False):
         self.maps = list(maps)
         self.send_as_anyone = frozenset(login.lower() for login in send_as_anyone)
         self.delimiter = delimiter
+        self.display_addresses = display_addresses
 
     @classmethod
     def from_config(cls, config):
         if config.get("database"):
             # The fleet's one view holds what the lmdb tables and the store hold on one host.
             maps = [PgsqlTable(config["database"], timeout=config.get("store_timeout", 2))]
-            return cls(maps, config.get("send_as_anyone", ()), config.get("recipient_delimiter", "+"))
+            return cls(maps, *cls._options(config))
         maps = [union(*(LmdbTable(path) for path in config["lmdb_tables"]))]
         if config.get("store_socket"):
             maps.append(
@@ -48,22 +49,45 @@ class FromCheck:
                     config["store_socket"], config.get("store_map", "senders"), timeout=config.get("store_timeout", 2)
                 )
             )
-        return cls(maps, config.get("send_as_anyone", ()), config.get("recipient_delimiter", "+"))
+        return cls(maps, *cls._options(config))
 
-    def verdict(self, login, from_values):
+    @staticmethod
+    def _options(config):
+        return (
+            config.get("send_as_anyone", ()),
+            config.get("recipient_delimiter", "+"),
+            config.get("display_addresses", False),
+        )
+
+    def verdict(self, login, headers):
+        """The verdict on a message. headers: lower-case name -> values, the author headers at least."""
+        read = self.read(login, headers)
+        return read if isinstance(read, Verdict) else self.judge(login, read)
+
+    def read(self, login, headers):
+        """The first step, CPU only: a verdict without any table, or the
+        [(header, address)] the tables must judge."""
         if not login:
             return Verdict("refuse", "the From header is checked for logged-in clients only; log in first")
-        login = login.lower()
-        if login in self.send_as_anyone:
+        if login.lower() in self.send_as_anyone:
             return ACCEPT
         try:
-            address = header_mailbox(from_values)
+            return author_addresses(headers, self.display_addresses)
         except FromError as exc:
             return Verdict("refuse", f"{exc}")
-        try:
-            logins, _ = first_owners(address.lower(), self.maps, self.delimiter)
-        except TableError as exc:
-            return Verdict("defer", "the sender tables cannot be read now; try again later", str(exc))
-        if login in logins:
-            return ACCEPT
-        return Verdict("refuse", f"the From header's address <{address}> is not one that {login} may send as")
+
+    def judge(self, login, authors):
+        """The second step: each author address must be one the login may send as."""
+        login = login.lower()
+        judged = {}
+        for header, address in authors:
+            key = address.lower()
+            if key not in judged:
+                try:
+                    judged[key] = login in first_owners(key, self.maps, self.delimiter)[0]
+                except TableError as exc:
+                    return Verdict("defer", "the sender tables cannot be read now; try again later", str(exc))
+            if not judged[key]:
+                text = f"the {header} header's address <{address}> is not one that {login} may send as"
+                return Verdict("refuse", text)
+        return ACCEPT

@@ -10,10 +10,16 @@ packet a read brings is handled at once. In the load benchmark this costs
 event loop's system calls), where pymilter (libmilter, a thread a connection
 and a Python callback a header) cost 0.8 ms (benchmarks/README.md).
 
-A lookup runs in the loop: the lmdb tables are memory-mapped, and the store's
-socketmap answers in microseconds or, if it hangs, gives up after
-``store_timeout`` seconds (2), well inside Postfix's milter timeouts (10 s),
-so that a hung store defers messages rather than holding the milter.
+The loop itself never waits on a verdict. At the end of a message's headers
+its connection hands the headers to a thread pool, reads nothing more from
+Postfix until the answer is written (Postfix sends nothing before it), and
+the loop goes on serving every other connection. The verdict comes in two
+steps on two pools: reading the headers (CPU only, bounded by
+header_from.MAX_LENGTH) and asking the tables (which can hang: a hung store
+or database). So a hung table holds only the sessions that need it, and a
+header that is slow to read only its own session. Each step has a deadline
+(``deadline``, 5 s by default, inside Postfix's milter timeouts of 10 s):
+past it the message gets 451, whatever the thread is still doing.
 
 The packets, from libmilter's mfdef.h: a 4-byte length in network order, a
 command byte, its data. Strings are NUL-terminated.
@@ -25,8 +31,11 @@ import asyncio
 import os
 import struct
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
-from from_check.check import FromCheck
+from from_check.check import FromCheck, Verdict
+from from_check.header_from import AUTHOR_HEADERS
 
 VERSION = 6
 # Actions: the milter changes nothing in a message; it only names its macros.
@@ -56,6 +65,7 @@ MAX_PACKET = 1 << 20
 LENGTH = struct.Struct("!I")
 
 REPLIES = {"refuse": "550 5.7.1", "defer": "451 4.3.0"}
+AUTHOR_NAMES = frozenset(name.encode() for name in AUTHOR_HEADERS)
 
 
 class ProtocolError(Exception):
@@ -79,9 +89,48 @@ def reply_text(text):
     return " ".join(text.encode("ascii", "backslashreplace").decode().split())[:400]
 
 
-def decide(check, login, from_values):
+@dataclass
+class Message:
+    """What the end of a message's headers asks to be judged."""
+
+    login: str | None
+    headers: dict
+    queue_id: str
+
+
+class Judge:
+    """The verdicts of every connection, off the loop: a pool that reads
+    headers, a pool that asks the tables, a deadline for each message."""
+
+    def __init__(self, check, deadline=5.0, lookup_threads=8):
+        self.check = check
+        self.deadline = deadline
+        self.readers = ThreadPoolExecutor(2, thread_name_prefix="read")
+        self.lookups = ThreadPoolExecutor(lookup_threads, thread_name_prefix="lookup")
+
+    async def verdict(self, message):
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.deadline):
+                try:
+                    read = await loop.run_in_executor(self.readers, self.check.read, message.login, message.headers)
+                except Exception as exc:  # a parser's fault refuses the header, as a defect does
+                    return Verdict("refuse", "the author headers cannot be read", repr(exc))
+                if isinstance(read, Verdict):
+                    return read
+                return await loop.run_in_executor(self.lookups, self.check.judge, message.login, read)
+        except TimeoutError:
+            return Verdict("defer", "the From check took too long; try again later", f"no verdict in {self.deadline} s")
+        except Exception as exc:  # fail closed, and say why in the log
+            return Verdict("defer", "the sender tables cannot be read now; try again later", repr(exc))
+
+    def close(self):
+        self.readers.shutdown(wait=False, cancel_futures=True)
+        self.lookups.shutdown(wait=False, cancel_futures=True)
+
+
+def decide(verdict, login):
     """The reply packet at the end of the headers, and the line to log (or None)."""
-    verdict = check.verdict(login, from_values)
     if verdict.action == "accept":
         return packet(ACCEPT), None
     reply = f"{REPLIES[verdict.action]} {reply_text(verdict.text)}"
@@ -98,27 +147,27 @@ def macros_of(data):
 class Session:
     """One connection from Postfix: many messages, each its headers then one answer."""
 
-    def __init__(self, check):
-        self.check = check
+    def __init__(self):
         self.macros = {}
-        self.from_values = []
+        self.headers = {}
 
     def handle(self, command, data):
-        """The reply packet for one command, or None when none is expected."""
+        """The reply packet for one command, None when none is expected, or
+        the Message to judge at the end of the headers."""
         if command == HEADER:
             name, _, rest = data.partition(b"\0")
-            if name.lower() == b"from":
-                self.from_values.append(rest.rstrip(b"\0").decode("utf-8", "surrogateescape"))
+            name = name.lower()
+            if name in AUTHOR_NAMES:
+                value = rest.rstrip(b"\0").decode("utf-8", "surrogateescape")
+                self.headers.setdefault(name.decode(), []).append(value)
             return None
         if command == MACRO:
             self.macros.update(macros_of(data))
             return None
         if command == EOH:
-            reply, log = decide(self.check, self.macros.get("{auth_authen}"), self.from_values)
-            if log:
-                print(f"{self.macros.get('i', '-')}: {log}", file=sys.stderr, flush=True)
+            message = Message(self.macros.get("{auth_authen}"), self.headers, self.macros.get("i", "-"))
             self.reset()
-            return reply
+            return message
         if command in (ABORT, QUIT_NEW_CONNECTION):
             self.reset()
             return None
@@ -132,24 +181,35 @@ class Session:
 
     def reset(self):
         # Postfix sends the macros again with the next message's end of headers.
-        self.from_values = []
+        self.headers = {}
         self.macros = {}
 
 
 class MilterConnection(asyncio.Protocol):
     """One connection from Postfix: every complete packet a read brings is
-    handled at once, and the replies go out in one write."""
+    handled at once and the replies go out in one write; at the end of a
+    message's headers, the packets after it wait for the verdict."""
 
-    def __init__(self, check):
-        self.session = Session(check)
+    def __init__(self, judge):
+        self.judge = judge
+        self.session = Session()
         self.buffer = bytearray()
         self.transport = None
+        self.waiting = None
 
     def connection_made(self, transport):
         self.transport = transport
 
+    def connection_lost(self, exc):
+        if self.waiting is not None:
+            self.waiting.cancel()
+
     def data_received(self, data):
         self.buffer += data
+        if self.waiting is None:
+            self.handle_buffer()
+
+    def handle_buffer(self):
         replies = []
         try:
             while len(self.buffer) >= LENGTH.size:
@@ -165,30 +225,49 @@ class MilterConnection(asyncio.Protocol):
                     self.transport.close()
                     break
                 reply = self.session.handle(command, data)
+                if isinstance(reply, Message):
+                    self.waiting = asyncio.ensure_future(self.answer(reply))
+                    break
                 if reply is not None:
                     replies.append(reply)
         except ProtocolError as exc:
             print(f"from-check: dropping a connection: {exc}", file=sys.stderr, flush=True)
             self.transport.close()
+        self.write(replies)
+
+    def write(self, replies):
         if replies and not self.transport.is_closing():
             self.transport.write(b"".join(replies))
+
+    async def answer(self, message):
+        verdict = await self.judge.verdict(message)
+        reply, log = decide(verdict, message.login)
+        if log:
+            print(f"{message.queue_id}: {log}", file=sys.stderr, flush=True)
+        self.waiting = None
+        self.write([reply])
+        if not self.transport.is_closing():
+            self.handle_buffer()
 
 
 async def serve(config, ready=None, stop=None):
     """Serve until stopped; ready and stop are threading.Events, for a caller in another thread."""
-    check = FromCheck.from_config(config)
+    judge = Judge(FromCheck.from_config(config), config.get("deadline", 5), config.get("lookup_threads", 8))
     path = config["socket"].removeprefix("unix:")
     if os.path.exists(path):
         os.unlink(path)
-    server = await asyncio.get_running_loop().create_unix_server(lambda: MilterConnection(check), path=path)
-    async with server:
-        if ready is not None:
-            ready.set()
-        if stop is None:
-            await server.serve_forever()
-        else:
-            while not stop.is_set():
-                await asyncio.sleep(0.05)
+    server = await asyncio.get_running_loop().create_unix_server(lambda: MilterConnection(judge), path=path)
+    try:
+        async with server:
+            if ready is not None:
+                ready.set()
+            if stop is None:
+                await server.serve_forever()
+            else:
+                while not stop.is_set():
+                    await asyncio.sleep(0.05)
+    finally:
+        judge.close()
 
 
 def run(config):

@@ -7,6 +7,7 @@ answer; sender_lookup.first_owners asks them in smtpd_sender_login_maps' order.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import threading
@@ -165,7 +166,20 @@ class PgsqlTable(ThreadConnections):
     def open(self):
         import psycopg  # noqa: PLC0415 (a single host's milter needs no psycopg)
 
-        return psycopg.connect(self.conninfo, autocommit=True, connect_timeout=self.timeout)
+        # A statement the server does not answer in time is cancelled by the
+        # server, and a peer that went silent is noticed by the kernel, so no
+        # lookup thread waits for ever on a hung database.
+        return psycopg.connect(
+            self.conninfo,
+            autocommit=True,
+            connect_timeout=max(1, math.ceil(self.timeout)),
+            options=f"-c statement_timeout={int(self.timeout * 1000)}",
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=2,
+            tcp_user_timeout=int(self.timeout * 1000),
+        )
 
     def __call__(self, key):
         import psycopg  # noqa: PLC0415

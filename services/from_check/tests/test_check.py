@@ -46,7 +46,7 @@ def test_the_matrix_has_both_outcomes():
 
 @pytest.mark.parametrize(("login", "header", "accepted"), MATRIX)
 def test_a_login_may_show_only_its_own_addresses(with_store, login, header, accepted):
-    verdict = with_store.verdict(login, [header])
+    verdict = with_store.verdict(login, {"from": [header]})
     assert verdict.action == ("accept" if accepted else "refuse"), verdict
     if not accepted:
         assert "5.7.1" not in verdict.text
@@ -54,46 +54,46 @@ def test_a_login_may_show_only_its_own_addresses(with_store, login, header, acce
 
 
 def test_the_refusal_names_the_header_address(tables):
-    verdict = checker(tables).verdict(ALICE, ['"Alice" <ceo@bank.example>'])
+    verdict = checker(tables).verdict(ALICE, {"from": ['"Alice" <ceo@bank.example>']})
     assert verdict.text == f"the From header's address <ceo@bank.example> is not one that {ALICE} may send as"
 
 
 def test_a_login_that_may_send_as_anyone_passes(tables):
     check = checker(tables, send_as_anyone=["Lists@runbox.com"])
-    assert check.verdict("lists@runbox.com", ["ceo@bank.example"]).action == "accept"
-    assert check.verdict(ALICE, ["ceo@bank.example"]).action == "refuse"
+    assert check.verdict("lists@runbox.com", {"from": ["ceo@bank.example"]}).action == "accept"
+    assert check.verdict(ALICE, {"from": ["ceo@bank.example"]}).action == "refuse"
 
 
 def test_no_login_is_refused(tables):
-    assert checker(tables).verdict(None, ["alice@runbox.com"]).action == "refuse"
+    assert checker(tables).verdict(None, {"from": ["alice@runbox.com"]}).action == "refuse"
 
 
 def test_a_store_that_cannot_answer_defers_only_what_the_tables_lack(tables, tmp_path):
     check = checker(tables, str(tmp_path / "no-such.sock"))
-    assert check.verdict(ALICE, ["alice@runbox.com"]).action == "accept"
-    verdict = check.verdict(ALICE, ["alice.store@gmail.example"])
+    assert check.verdict(ALICE, {"from": ["alice@runbox.com"]}).action == "accept"
+    verdict = check.verdict(ALICE, {"from": ["alice.store@gmail.example"]})
     assert verdict.action == "defer"
     assert "no-such.sock" not in verdict.text and "no-such.sock" in verdict.detail
 
 
 def test_a_store_that_cannot_be_read_defers(with_store, store):
-    assert with_store.verdict(ALICE, ["alice.store@gmail.example"]).action == "accept"
+    assert with_store.verdict(ALICE, {"from": ["alice.store@gmail.example"]}).action == "accept"
     store.close()
     os.rename(store.path, store.path + ".moved")
-    assert with_store.verdict(ALICE, ["alice.store@gmail.example"]).action == "defer"
+    assert with_store.verdict(ALICE, {"from": ["alice.store@gmail.example"]}).action == "defer"
 
 
 def test_a_missing_table_defers(tables, tmp_path):
     check = checker([tables[0], str(tmp_path / "gone.lmdb")])
-    assert check.verdict(ALICE, ["alice@runbox.com"]).action == "defer"
+    assert check.verdict(ALICE, {"from": ["alice@runbox.com"]}).action == "defer"
 
 
 def test_a_rebuilt_table_is_read_again(tables, build_table):
     check = checker(tables)
-    assert check.verdict(ALICE, ["new.alias@runbox.com"]).action == "refuse"
+    assert check.verdict(ALICE, {"from": ["new.alias@runbox.com"]}).action == "refuse"
     rebuilt = build_table("rebuilt", {"new.alias@runbox.com": ALICE})
     os.replace(rebuilt, tables[0])
-    assert check.verdict(ALICE, ["new.alias@runbox.com"]).action == "accept"
+    assert check.verdict(ALICE, {"from": ["new.alias@runbox.com"]}).action == "accept"
 
 
 def test_the_first_map_holding_a_key_decides(tables, store_socket, validate):
@@ -101,5 +101,5 @@ def test_the_first_map_holding_a_key_decides(tables, store_socket, validate):
     validate("alice.inventory@gmail.example", CAROL)
     maps = [union(*(LmdbTable(path) for path in tables)), SocketmapTable(store_socket, "senders")]
     check = FromCheck(maps)
-    assert check.verdict(ALICE, ["alice.inventory@gmail.example"]).action == "accept"
-    assert check.verdict(CAROL, ["alice.inventory@gmail.example"]).action == "refuse"
+    assert check.verdict(ALICE, {"from": ["alice.inventory@gmail.example"]}).action == "accept"
+    assert check.verdict(CAROL, {"from": ["alice.inventory@gmail.example"]}).action == "refuse"
