@@ -26,10 +26,21 @@ class Clock:
 def setup(store):
     sent, clock = [], Clock()
 
-    def capture(message, envelope):
+    def capture(message, envelope, recipient):
+        assert recipient == message["To"], "sendmail gets the address the message is to"
         sent.append((message, envelope))
 
     service = SenderService(store, SETTINGS, mailer=capture, clock=clock)
+    original_add = service.add
+
+    def add(*args):
+        # Each add's mail handed over before the test looks at what was sent.
+        try:
+            return original_add(*args)
+        finally:
+            assert service.outbox.drain(timeout=10), "the outbox is stuck"
+
+    service.add = add
     return service, sent, clock
 
 

@@ -31,9 +31,14 @@ def web(store, dovecot_socket):
         hosted_domains=frozenset({"runbox.com", "hosted.example"}),
         mail=MailSettings(no_reply="no-reply@runbox.com", service_name="Runbox", valid_hours=24),
     )
-    service = SenderService(store, settings, mailer=lambda message, envelope: sent.append(message))
+    service = SenderService(store, settings, mailer=lambda message, envelope, recipient: sent.append(message))
     app = create_app(service, DovecotAuth(dovecot_socket), CONFIG)
     return app, sent
+
+
+def drain(app):
+    """Wait until the outbox has handed over every mail asked for so far."""
+    assert app.extensions["sender_validation"].service.outbox.drain(timeout=10), "the outbox is stuck"
 
 
 def csrf(page):
@@ -51,7 +56,9 @@ def link_path(message):
 
 def add(client, address):
     page = client.get("/")
-    return client.post("/senders/add", data={"address": address, "csrf": csrf(page)})
+    answer = client.post("/senders/add", data={"address": address, "csrf": csrf(page)})
+    drain(client.application)
+    return answer
 
 
 def alice_asks(app, sent, address="alice.new@gmail.example"):
@@ -142,6 +149,7 @@ def test_a_post_without_its_csrf_token_is_refused(web):
     log_in(client, "alice", ALICE_PW)
     assert client.post("/senders/add", data={"address": "x@gmail.example"}).status_code == 400
     assert client.post("/senders/add", data={"address": "x@gmail.example", "csrf": "forged"}).status_code == 400
+    drain(app)
     assert sent == []
     assert add(client, "x@gmail.example").status_code == 200 and len(sent) == 1
 
@@ -196,6 +204,7 @@ def test_the_api_lists_adds_and_removes_with_basic_auth(web):
     assert client.get("/api/senders").status_code == 401
     assert client.get("/api/senders", auth=("alice", "wrong")).status_code == 401
     added = client.post("/api/senders", json={"address": "Api@Gmail.Example"}, auth=("alice", ALICE_PW))
+    drain(app)
     assert added.status_code == 202 and added.json["pending"] == ["api@gmail.example"]
     assert len(sent) == 1 and "Set-Cookie" not in added.headers
     listed = client.get("/api/senders", auth=("alice", ALICE_PW)).json
