@@ -1,12 +1,15 @@
 """The pages and the API through Flask's test client, with logins checked by a
 real Dovecot (tests/conftest.py) and the mail captured."""
 
+import http.client
 import logging
 import re
 import threading
 import time
+import urllib.parse
 
 import pytest
+import werkzeug.serving
 from sender_validation.confirmation_mail import MailSettings
 from sender_validation.dovecot_auth import DovecotAuth
 from sender_validation.service import SenderService, Settings
@@ -311,7 +314,7 @@ def test_the_answer_does_not_wait_for_sendmail(store, dovecot_socket):
     and the answer is the same whether a mail went out or not."""
     release, sent = threading.Event(), []
 
-    def slow_sendmail(message, envelope, recipient):
+    def slow_sendmail(message, envelope, recipient=None):
         release.wait(10)
         sent.append(recipient)
 
@@ -351,7 +354,7 @@ def test_a_bad_address_gets_a_400_naming_the_problem_and_stores_and_mails_nothin
     app, sent = web
     alice = app.test_client()
     log_in(alice, "alice", ALICE_PW)
-    answer = add(alice, address)
+    answer = alice.post("/senders/add", data={"address": address, "csrf": csrf(alice.get("/"))})
     assert answer.status_code == 400 and problem.encode() in answer.data, answer.data
     assert sent == [] and store.senders(ALICE, now=2) == ([], [])
     assert store.db.execute("SELECT COUNT(*) FROM request_log").fetchone()[0] == 0
@@ -360,9 +363,9 @@ def test_a_bad_address_gets_a_400_naming_the_problem_and_stores_and_mails_nothin
 
 
 def test_confirmation_tokens_never_reach_a_log(web, caplog):
-    app, sent = web
-    alice, path = alice_asks(app, sent)
-    token = path.rsplit("/", 1)[1]
+    app, _ = web
+    token = "q7Xr-secret_token_0123456789abcdefghijklmnopq"  # noqa: S105 (a made-up token)
+    path = f"/confirm/{token}"
     service = app.extensions["sender_validation"].service
 
     def broken(_token):
@@ -376,7 +379,7 @@ def test_confirmation_tokens_never_reach_a_log(web, caplog):
     logging.getLogger("werkzeug").info('"%s %s %s" %s', "POST", path, "HTTP/1.1", 200)
     service.open_request = broken
     app.testing = False  # as deployed: Flask logs the exception, with the path
-    assert alice.get(path).status_code == 500
+    assert app.test_client().get(path).status_code == 500
     try:
         raise ValueError(f"bad token in {path}")
     except ValueError:
@@ -385,3 +388,61 @@ def test_confirmation_tokens_never_reach_a_log(web, caplog):
     text = caplog.text + "".join(record.getMessage() + (record.exc_text or "") for record in caplog.records)
     assert "Exception on /confirm/[token]" in text
     assert token not in text
+
+
+def http_log_in(port, login, password, client_ip):
+    """Log in over HTTP as a browser behind nginx would (X-Forwarded-For), then open
+    the senders page; (the login's status, the page's status, the page)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request("GET", "/login", headers={"X-Forwarded-For": client_ip})
+    page = connection.getresponse()
+    cookie = page.getheader("Set-Cookie").split(";", 1)[0]
+    token = re.search(rb'name="csrf" value="([^"]+)"', page.read()).group(1).decode()
+    body = urllib.parse.urlencode({"login": login, "password": password, "csrf": token, "next": ""})
+    headers = {"Cookie": cookie, "X-Forwarded-For": client_ip, "Content-Type": "application/x-www-form-urlencoded"}
+    connection.request("POST", "/login", body=body, headers=headers)
+    answer = connection.getresponse()
+    answer.read()
+    if answer.status != 302:
+        return answer.status, None, b""
+    headers["Cookie"] = answer.getheader("Set-Cookie").split(";", 1)[0]
+    connection.request("GET", "/", headers=headers)
+    senders = connection.getresponse()
+    return answer.status, senders.status, senders.read()
+
+
+def test_wrong_passwords_do_not_hold_a_right_login_in_a_threaded_server(store, slow_dovecot_socket):
+    """Three wrong-password logins at once, each held by Dovecot's penalty, while
+    alice logs in from another address: a threaded worker answers her at once."""
+    settings = Settings(
+        base_url="https://senders.runbox.com",
+        hosted_domains=frozenset({"runbox.com"}),
+        mail=MailSettings(no_reply="no-reply@runbox.com", service_name="Runbox", valid_hours=24),
+    )
+    app = create_app(SenderService(store, settings), DovecotAuth(slow_dovecot_socket), CONFIG)
+    server = werkzeug.serving.make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    start, results = threading.Barrier(4), {}
+
+    def attempt(name, login, password, client_ip):
+        start.wait(timeout=10)
+        began = time.monotonic()
+        results[name] = (*http_log_in(server.port, login, password, client_ip), began, time.monotonic())
+
+    workers = [
+        threading.Thread(target=attempt, args=(f"attacker{i}", "alice", "wrong", "198.51.100.20")) for i in range(3)
+    ]
+    workers.append(threading.Thread(target=attempt, args=("alice", "alice", ALICE_PW, "192.0.2.20")))
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+    finally:
+        server.shutdown()
+    login_status, page_status, page, began, ended = results["alice"]
+    assert (login_status, page_status) == (302, 200) and b"alice@runbox.com" in page, results["alice"]
+    assert ended - began < 5, f"alice waited {ended - began:.1f} s"
+    attackers = [results[f"attacker{i}"] for i in range(3)]
+    assert all(status == 401 for status, *_ in attackers), attackers
+    assert ended < min(attacker_ended for *_, attacker_ended in attackers), "alice answered while they waited"
