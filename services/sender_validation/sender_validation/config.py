@@ -4,7 +4,8 @@ Keys: store (the SQLite file, or in fleet mode the database's libpq
 connection string, whose password is in a passfile), auth_socket (Dovecot's auth-client socket for
 this service), base_url, primary_domain, hosted_domains, no_reply,
 service_name, secret_key_file, listeners (host name, ports,
-implicit_tls_ports, tls), and optionally token_ttl, block_for and limits
+implicit_tls_ports, tls), and optionally token_ttl, block_for, session_ttl
+(how long a web login lasts, 8 hours by default) and limits
 (login_per_hour, login_per_day, sender_interval, sender_per_day,
 pending_per_login). A missing or mistyped key fails at start, naming it.
 """
@@ -66,4 +67,5 @@ def service_settings(config):
         limits=Limits(**config.get("limits", {})),
         token_ttl=config.get("token_ttl", DAY),
         block_for=config.get("block_for", 30 * DAY),
+        session_ttl=config.get("session_ttl", 8 * 3600),
     )

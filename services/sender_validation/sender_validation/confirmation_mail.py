@@ -56,10 +56,12 @@ nothing also leaves the address unusable by {login}.
     return message
 
 
-def send(message, envelope_sender, sendmail=SENDMAIL):
-    """Hand the message to the local Postfix; raises OSError if sendmail fails."""
+def send(message, envelope_sender, recipient, sendmail=SENDMAIL):
+    """Hand the message to the local Postfix, for recipient (the validated
+    address as stored, never the To header read back: a mail library decodes
+    what it reads); raises OSError if sendmail fails."""
     proc = subprocess.run(
-        [sendmail, "-i", "-f", envelope_sender, "--", message["To"]],
+        [sendmail, "-i", "-f", envelope_sender, "--", recipient],
         input=message.as_bytes(),
         capture_output=True,
         check=False,

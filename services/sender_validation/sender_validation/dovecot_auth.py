@@ -53,6 +53,20 @@ def _unescape(value):
     return "".join(out)
 
 
+def _ip(value, name):
+    """An IP address as Dovecot's rip/lip field may carry it: validated, any
+    IPv6 scope id (``%eth0``) dropped, in its canonical text. A value that is
+    not an address, or that holds a control character anywhere, is a
+    ValueError naming it: nothing of it reaches the request line."""
+    if not isinstance(value, str) or any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+        raise ValueError(f"{name} {value!r} is not an IP address (control character)")
+    try:
+        address = ipaddress.ip_address(value.split("%", 1)[0] if ":" in value else value)
+    except ValueError:
+        raise ValueError(f"{name} {value!r} is not an IP address") from None
+    return str(address)
+
+
 class DovecotAuth:
     """Checks logins against a Dovecot auth-client socket (a unix socket)."""
 
@@ -68,7 +82,9 @@ class DovecotAuth:
         Raises AuthError when the service cannot be asked. A login or password
         that PLAIN cannot carry (a NUL) fails without asking.
         """
-        ipaddress.ip_address(remote_ip)  # ValueError names a bad address before anything is sent
+        # ValueError names a bad address before anything is sent.
+        remote_ip = _ip(remote_ip, "remote address")
+        local_ip = _ip(local_ip, "local address") if local_ip else None
         if not login or "\0" in login or "\0" in password:
             return AuthResult(False, reason="invalid login or password")
         initial = base64.b64encode(b"\0" + login.encode() + b"\0" + password.encode()).decode()

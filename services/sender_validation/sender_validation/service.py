@@ -4,12 +4,21 @@ The address rule is the collection's (``sender_address``, the module's own):
 an address here is canonical before it is stored, mailed or compared.
 Addresses at the domains the provider hosts are refused: those come from the
 accounts (the inventory), not from a confirmation link.
+
+The limits' checks and the new request are one transaction (``lock_requests``):
+two requests at once cannot both pass a limit that allows one. The mail goes
+out after the answer, from the outbox's thread, so the answer takes as long
+whether a mail went out or not; the address handed to sendmail is the stored,
+canonical one.
 """
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import logging
+import queue
+import threading
 import time
 
 from sender_validation.confirmation_mail import MailSettings, confirmation_message, send
@@ -31,13 +40,57 @@ class Settings:
     limits: Limits = dataclasses.field(default_factory=Limits)
     token_ttl: int = DAY
     block_for: int = 30 * DAY
+    session_ttl: int = 8 * 3600
+
+
+class Outbox:
+    """Mails sent one after another by a thread of their own, after the web answer.
+
+    mailer(message, envelope_sender, recipient) sends one; a failure is logged.
+    The thread starts at the first mail (after gunicorn forked its worker).
+    """
+
+    def __init__(self, mailer):
+        self.mailer = mailer
+        self.queue = queue.Queue()
+        self.thread = None
+        self.lock = threading.Lock()
+
+    def put(self, message, envelope_sender, recipient):
+        with self.lock:
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="outbox", daemon=True)
+                self.thread.start()
+                atexit.register(self.drain, timeout=30)
+        self.queue.put((message, envelope_sender, recipient))
+
+    def _run(self):
+        while True:
+            message, envelope_sender, recipient = self.queue.get()
+            try:
+                self.mailer(message, envelope_sender, recipient)
+            except Exception:
+                log.exception("the confirmation mail to %s was not sent", recipient)
+            finally:
+                self.queue.task_done()
+
+    def drain(self, timeout=None):
+        """Wait until every mail put so far is handed over (or timeout seconds); whether it was."""
+        done = threading.Event()
+
+        def wait():
+            self.queue.join()
+            done.set()
+
+        threading.Thread(target=wait, daemon=True).start()
+        return done.wait(timeout)
 
 
 class SenderService:
     def __init__(self, store, settings, mailer=send, clock=time.time):
         self.store = store
         self.settings = settings
-        self.mailer = mailer
+        self.outbox = Outbox(mailer)
         self.clock = clock
 
     def now(self):
@@ -64,18 +117,22 @@ class SenderService:
         """
         sender = self.canonical(raw_sender)
         now = self.now()
-        validated, _ = self.store.senders(login, now)
-        if sender in validated:
-            return sender
-        why_not = refusal(self.store, sender, login, now, self.settings.limits)
-        if why_not:
-            log.info("no confirmation mail to %s for %s: %s", sender, login, why_not)
-            return sender
-        token = self.store.request(sender, login, client_address, now, self.settings.token_ttl)
-        self.store.log_request(sender, login, now)
-        request = self.store.find_request(token)
-        link = f"{self.settings.base_url.rstrip('/')}/confirm/{token}"
-        self.mailer(confirmation_message(request, link, self.settings.mail), self.settings.mail.no_reply)
+        with self.store.transaction():
+            self.store.lock_requests()
+            validated, _ = self.store.senders(login, now)
+            if sender in validated:
+                return sender
+            why_not = refusal(self.store, sender, login, now, self.settings.limits)
+            if why_not:
+                log.info("no confirmation mail to %s for %s: %s", sender, login, why_not)
+                return sender
+            token = self.store.request(sender, login, client_address, now, self.settings.token_ttl)
+            self.store.log_request(sender, login, now)
+            request = self.store.find_request(token)
+            link = f"{self.settings.base_url.rstrip('/')}/confirm/{token}"
+            # Built before the commit: a message that cannot be built stores nothing.
+            message = confirmation_message(request, link, self.settings.mail)
+        self.outbox.put(message, self.settings.mail.no_reply, request.sender)
         log.info("confirmation mail to %s for %s (client %s)", sender, login, client_address)
         return sender
 
@@ -113,3 +170,18 @@ class SenderService:
         if request:
             log.info("%s refused %s's request; blocked", request.sender, request.login)
         return request
+
+    # The web pages' sessions: in the store, so that they end for every copy of their cookie.
+
+    def open_session(self, login):
+        return self.store.open_session(login, self.now(), self.settings.session_ttl)
+
+    def session_login(self, session_id):
+        return self.store.session_login(session_id, self.now()) if session_id else None
+
+    def end_session(self, session_id):
+        if session_id:
+            self.store.end_session(session_id)
+
+    def end_sessions(self, login):
+        return self.store.end_sessions(login)

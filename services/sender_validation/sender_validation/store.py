@@ -5,7 +5,12 @@ socketmap daemon, on one host), so a confirmation or a removal counts at the
 next MAIL FROM, with no rebuild and no reload. The schema is plain SQL that SQLite
 and PostgreSQL both hold unchanged: text, integers (Unix seconds), primary
 keys. Addresses are stored canonical (lower case, A-label domains, the rule of
-``sender_address``); a token only as its SHA-256.
+``sender_address``); a token or a session id only as its SHA-256. The abuse
+limits count per mailbox (``sender_address.mailbox``: no +tag, Gmail's dots
+folded), so the variants of one address share one count and one block.
+
+Each thread has its own connection (gunicorn's threaded workers): no
+connection is shared across threads.
 
 The schema and its migrations are the collection's (``validated_store``),
 which the Ansible side reads too. They are applied in order, each in one
@@ -18,7 +23,9 @@ import dataclasses
 import hashlib
 import secrets
 import sqlite3
+import threading
 
+from sender_validation.sender_address import mailbox
 from sender_validation.validated_store import MIGRATIONS
 
 TOKEN_BYTES = 32
@@ -42,13 +49,42 @@ class Store:
 
     def __init__(self, path, timeout=5.0):
         self.path = path
-        self.db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+        self.timeout = timeout
+        self._local = threading.local()
+        self._connections = []
+        self._connections_lock = threading.Lock()
+
+    @property
+    def db(self):
+        """This thread's connection, opened at its first use."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._connect()
+            self._local.connection = connection
+            with self._connections_lock:
+                self._connections.append(connection)
+        return connection
+
+    def _connect(self):
+        # Used by its thread only; check_same_thread=False lets close() close it from another.
+        connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
         # WAL: the map Postfix asks reads while the web app writes.
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
 
     def close(self):
-        self.db.close()
+        """Close every thread's connection."""
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+        self._local = threading.local()
+
+    def lock_requests(self):
+        """Inside a transaction: hold the right to open requests until it ends,
+        so that the limits' counts and the new request are one step. SQLite's
+        BEGIN IMMEDIATE already holds the one write lock."""
 
     def transaction(self):
         return _Transaction(self.db)
@@ -104,7 +140,8 @@ class Store:
     def log_request(self, sender, login, now):
         with self.transaction():
             self.db.execute(
-                "INSERT INTO request_log (sender, login, requested_at) VALUES (?, ?, ?)", (sender, login, now)
+                "INSERT INTO request_log (sender, login, requested_at, mailbox) VALUES (?, ?, ?, ?)",
+                (sender, login, now, mailbox(sender)),
             )
 
     def find_request(self, token):
@@ -142,9 +179,9 @@ class Store:
                 return None
             self._drop_request(request.sender, request.login)
             self.db.execute(
-                "INSERT INTO blocked_requests (sender, login, blocked_until) VALUES (?, ?, ?)"
+                "INSERT INTO blocked_requests (sender, login, blocked_until, mailbox) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (sender, login) DO UPDATE SET blocked_until = excluded.blocked_until",
-                (request.sender, request.login, now + block_for),
+                (request.sender, request.login, now + block_for, mailbox(request.sender)),
             )
         return request
 
@@ -187,8 +224,10 @@ class Store:
     # The abuse limits' inputs
 
     def blocked(self, sender, login, now):
+        """Whether the mailbox of sender told login 'not me' (under any of its variants)."""
         row = self.db.execute(
-            "SELECT 1 FROM blocked_requests WHERE sender = ? AND login = ? AND blocked_until > ?", (sender, login, now)
+            "SELECT 1 FROM blocked_requests WHERE mailbox = ? AND login = ? AND blocked_until > ?",
+            (mailbox(sender), login, now),
         ).fetchone()
         return row is not None
 
@@ -198,9 +237,39 @@ class Store:
         ).fetchone()[0]
 
     def requests_for_sender(self, sender, since):
+        """The requests since then for the mailbox of sender, under any of its variants."""
         return self.db.execute(
-            "SELECT COUNT(*) FROM request_log WHERE sender = ? AND requested_at > ?", (sender, since)
+            "SELECT COUNT(*) FROM request_log WHERE mailbox = ? AND requested_at > ?", (mailbox(sender), since)
         ).fetchone()[0]
+
+    # The web pages' sessions
+
+    def open_session(self, login, now, ttl):
+        """A new session of login for ttl seconds; its id (for the cookie)."""
+        session_id = secrets.token_urlsafe(TOKEN_BYTES)
+        with self.transaction():
+            self.db.execute("DELETE FROM web_sessions WHERE expires_at <= ?", (now,))
+            self.db.execute(
+                "INSERT INTO web_sessions (id_sha256, login, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                (token_digest(session_id), login, now, now + ttl),
+            )
+        return session_id
+
+    def session_login(self, session_id, now):
+        """The login of a session that has not ended or expired, or None."""
+        row = self.db.execute(
+            "SELECT login FROM web_sessions WHERE id_sha256 = ? AND expires_at > ?", (token_digest(session_id), now)
+        ).fetchone()
+        return row[0] if row else None
+
+    def end_session(self, session_id):
+        with self.transaction():
+            self.db.execute("DELETE FROM web_sessions WHERE id_sha256 = ?", (token_digest(session_id),))
+
+    def end_sessions(self, login):
+        """End every session of login (after a password change); how many there were."""
+        with self.transaction():
+            return self.db.execute("DELETE FROM web_sessions WHERE login = ?", (login,)).rowcount
 
     def pending_count(self, login, now):
         return self.db.execute(
@@ -236,10 +305,14 @@ class PgStore(Store):
     broke (a database restart) is opened again at the next call.
     """
 
-    def __init__(self, conninfo, timeout=5.0):
-        self.path = conninfo
-        self.timeout = timeout
-        self.db = _PgConnection(conninfo, timeout)
+    # pg_advisory_xact_lock's key for "opening a request": any 64-bit constant.
+    REQUEST_LOCK = 0x5E4D_5641_4C49_4401
+
+    def _connect(self):
+        return _PgConnection(self.path, self.timeout)
+
+    def lock_requests(self):
+        self.db.execute("SELECT pg_advisory_xact_lock(?)", (self.REQUEST_LOCK,))
 
     def schema_version(self):
         row = self.db.execute("SELECT MAX(version) FROM schema_version WHERE version < 100").fetchone()

@@ -2,11 +2,19 @@
 
 Logins are checked by Dovecot's auth service with the client's address, so
 the SMTP login forms work here and Dovecot's failure penalty applies. A session
-is a signed cookie holding the canonical login and a CSRF token; every form
-POST carries that token. Confirming takes a POST in a session of the login
+lives in the store (``web_sessions``): the signed cookie holds its id and a
+CSRF token, and every form POST carries that token. Logging out ends the
+session for every copy of the cookie; ``python3 -m sender_validation
+end-sessions LOGIN`` ends all of a login's (after a password change); a
+session lasts ``session_ttl`` seconds from the login, however it is used.
+Confirming takes a POST in a session of the login
 that asked: a link scanner may open the link and submit its form, but it
 cannot log in. The API authenticates each call with HTTP Basic (the same
 credentials) and sets no cookie, so it needs no CSRF token.
+
+Confirmation tokens travel in the path (``/confirm/<token>``): every log
+record of the process (Flask's, werkzeug's, gunicorn's access and error logs)
+has them replaced by ``[token]`` (``redact_tokens``).
 """
 
 from __future__ import annotations
@@ -14,10 +22,11 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
+import re
 import secrets
 import types
 
-from flask import Blueprint, Flask, abort, current_app, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, abort, current_app, g, jsonify, redirect, render_template, request, session, url_for
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from sender_validation.dovecot_auth import AuthError
@@ -25,6 +34,45 @@ from sender_validation.service import InputError
 from sender_validation.smtp_settings import smtp_settings
 
 log = logging.getLogger("sender_validation")
+
+TOKEN_IN_PATH = re.compile(r"(/confirm/)[^\s/?#\"'\\]+")
+# Where a login may return to: a path of this site's own, nothing a browser
+# could read as another host (//, backslashes, escapes, a scheme).
+LOCAL_PATH = re.compile(r"/(?:[A-Za-z0-9._~-]+(?:/[A-Za-z0-9._~-]+)*/?)?")
+
+
+def redact(text):
+    return TOKEN_IN_PATH.sub(r"\1[token]", text)
+
+
+def redact_tokens():
+    """Make every log record of the process carry [token] for a confirmation
+    link's token: its message, arguments and traceback, whoever logs it."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "redacts_tokens", False):
+        return
+
+    def factory(*args, **kwargs):
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string stays the logging module's to report
+            return record
+        if "/confirm/" in message:
+            record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return record
+
+    factory.redacts_tokens = True
+    logging.setLogRecordFactory(factory)
+
+
+def safe_next(next_page):
+    """next_page when it is a path of this site, else the senders page."""
+    if isinstance(next_page, str) and LOCAL_PATH.fullmatch(next_page):
+        return next_page
+    return url_for("pages.senders_page")
 
 
 pages = Blueprint("pages", __name__)
@@ -34,13 +82,16 @@ api = Blueprint("api", __name__, url_prefix="/api")
 def create_app(service, auth, config):
     """The WSGI app. service: a SenderService; auth: a DovecotAuth; config: the
     deployed configuration (secret_key, primary_domain, listeners, ...)."""
+    redact_tokens()
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=config["secret_key"],
         SESSION_COOKIE_SECURE=config.get("cookie_secure", True),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        PERMANENT_SESSION_LIFETIME=3600,
+        # The store's session ends it; the cookie lasts no longer.
+        PERMANENT_SESSION_LIFETIME=service.settings.session_ttl,
+        SESSION_REFRESH_EACH_REQUEST=False,
         MAX_CONTENT_LENGTH=16 * 1024,
     )
     app.extensions["sender_validation"] = types.SimpleNamespace(service=service, auth=auth, config=config)
@@ -91,7 +142,10 @@ def check_login(login, password):
 
 
 def current_login():
-    return session.get("login")
+    """The login of the request's session, while the store holds that session."""
+    if "login" not in g:
+        g.login = deps().service.session_login(session.get("sid"))
+    return g.login
 
 
 def login_required(view):
@@ -141,18 +195,18 @@ def login():
         return render_template("login.html", next=next_page, error="Logins are unavailable; try later."), 503
     if user is None:
         return render_template("login.html", next=next_page, error="Wrong login or password."), 401
+    deps().service.end_session(session.get("sid"))
     session.clear()
     session.permanent = True
-    session["login"] = user
+    session["sid"] = deps().service.open_session(user)
     session["csrf"] = secrets.token_urlsafe(32)
     # Only a path on this site: never an address elsewhere.
-    if not next_page.startswith("/") or next_page.startswith("//"):
-        next_page = url_for("pages.senders_page")
-    return redirect(next_page)
+    return redirect(safe_next(next_page))
 
 
 @pages.post("/logout")
 def logout():
+    deps().service.end_session(session.get("sid"))
     session.clear()
     return redirect(url_for("pages.login_page"))
 

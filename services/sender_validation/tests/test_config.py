@@ -64,7 +64,7 @@ def test_migrate_creates_the_schema_once(tmp_path):
     command = [sys.executable, "-m", "sender_validation", "migrate", str(path)]
     env = dict(os.environ, PYTHONPATH=str(PACKAGE_ROOT))
     first = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
-    assert first.returncode == 0 and "applied [1]" in first.stdout, first.stderr
+    assert first.returncode == 0 and "applied [1, 2]" in first.stdout, first.stderr
     again = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     assert again.returncode == 0 and "applied none" in again.stdout, again.stderr
 
@@ -104,3 +104,24 @@ def test_the_sender_map_serves_on_the_socket_systemd_passes(tmp_path):
         daemon.terminate()
         daemon.wait(timeout=10)
         listening.close()
+
+
+def test_end_sessions_logs_a_login_out_everywhere_and_names_a_bad_login(tmp_path):
+    path = write_config(tmp_path)
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE_ROOT))
+    subprocess.run([sys.executable, "-m", "sender_validation", "migrate", str(path)], check=True, env=env)
+    from sender_validation.store import Store  # noqa: PLC0415
+
+    store = Store(str(tmp_path / "senders.sqlite"))
+    alice = [store.open_session("alice@runbox.com", now=2_000_000_000, ttl=3600) for _ in range(2)]
+    bob = store.open_session("bob@hosted.example", now=2_000_000_000, ttl=3600)
+    command = [sys.executable, "-m", "sender_validation", "end-sessions"]
+    ended = subprocess.run(
+        [*command, "Alice@RunBox.com", str(path)], check=False, capture_output=True, text=True, env=env
+    )
+    assert ended.returncode == 0 and "alice@runbox.com: 2 web session(s) ended" in ended.stdout, ended.stderr
+    assert [store.session_login(s, now=2_000_000_001) for s in alice] == [None, None]
+    assert store.session_login(bob, now=2_000_000_001) == "bob@hosted.example"
+    bad = subprocess.run([*command, "alice bob", str(path)], check=False, capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "'alice bob'" in bad.stderr
+    store.close()

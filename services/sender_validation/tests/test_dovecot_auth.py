@@ -85,3 +85,39 @@ def test_a_server_that_hangs_up_is_an_auth_error(tmp_path):
     with pytest.raises(AuthError, match=r"the auth service (closed|did not answer)"):
         DovecotAuth(path, timeout=5).authenticate("alice", "x", "192.0.2.14")
     server.close()
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["2001:db8::7%x\tno-penalty", "2001:db8::7%x\nAUTH\t2", "192.0.2.1\t", "192.0.2.1\rno-penalty", "2001:db8::7%\x01"],
+)
+@pytest.mark.parametrize("field", ["remote_ip", "local_ip"])
+def test_an_address_with_a_control_character_never_reaches_dovecot(dovecot_socket, address, field):
+    addresses = {"remote_ip": "192.0.2.15", field: address}
+    with pytest.raises(ValueError, match="not an IP address") as caught:
+        DovecotAuth(dovecot_socket).authenticate("alice", "wrong", **addresses)
+    assert repr(address) in str(caught.value)
+
+
+def test_a_scope_id_is_dropped_from_rip_and_lip(tmp_path):
+    path = str(tmp_path / "recorder")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    lines = []
+
+    def record():
+        conn, _ = server.accept()
+        reader = conn.makefile("r", newline="\n")
+        reader.readline(), reader.readline()  # VERSION, CPID
+        conn.sendall(b"VERSION\t1\t2\nMECH\tPLAIN\tplaintext\nDONE\n")
+        lines.append(reader.readline())
+        conn.sendall(b"FAIL\t1\tuser=alice@runbox.com\n")
+        conn.close()
+
+    threading.Thread(target=record, daemon=True).start()
+    result = DovecotAuth(path, timeout=5).authenticate("alice", "x", "fe80::1%eth0", local_ip="FE80::2%1")
+    server.close()
+    assert not result.ok
+    fields = lines[0].rstrip("\n").split("\t")
+    assert "rip=fe80::1" in fields and "lip=fe80::2" in fields, fields

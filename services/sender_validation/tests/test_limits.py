@@ -52,3 +52,24 @@ def test_not_me_blocks_that_login_for_that_address_only(store):
     assert "not me" in refusal(store, "x@gmail.example", ALICE, 2000, LIMITS)
     assert refusal(store, "x@gmail.example", BOB, 2000, LIMITS) is None
     assert refusal(store, "y@gmail.example", ALICE, 2000, LIMITS) is None
+
+
+def test_variants_of_one_mailbox_count_against_it_together(store):
+    now = 10 * DAY
+    mail(store, "victim@gmail.com", ALICE, now)
+    for variant in ("victim+1@gmail.com", "v.ictim@gmail.com", "v.i.ctim+x@googlemail.com"):
+        assert "mailed in the last" in refusal(store, variant, BOB, now + 1, LIMITS), variant
+    mail(store, "v.ictim+2@gmail.com", BOB, now + 600)
+    mail(store, "victim+3@googlemail.com", "carol@runbox.com", now + 1200)
+    assert "3 mails in the last day" in refusal(store, "vic.tim@gmail.com", "dave@runbox.com", now + 1800, LIMITS)
+    # Dots matter at a domain that does not fold them.
+    mail(store, "v.ictim@example.org", "dave@runbox.com", now + 1800)
+    assert refusal(store, "victim@example.org", "dave@runbox.com", now + 1801, LIMITS) is None
+
+
+def test_not_me_blocks_every_variant_of_the_mailbox(store):
+    token = store.request("victim@gmail.com", ALICE, "192.0.2.1", 1000, DAY)
+    store.refuse(token, 1100, 30 * DAY)
+    for variant in ("victim+1@gmail.com", "v.ictim@gmail.com", "victim@googlemail.com"):
+        assert "not me" in refusal(store, variant, ALICE, 2000, LIMITS), variant
+    assert refusal(store, "victim+1@gmail.com", BOB, 2000, LIMITS) is None

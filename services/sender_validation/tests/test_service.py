@@ -1,6 +1,8 @@
 """The service's operations on a real store, with the mail captured (no sendmail here)."""
 
+import contextlib
 import re
+import threading
 
 import pytest
 from sender_validation.confirmation_mail import MailSettings
@@ -26,10 +28,21 @@ class Clock:
 def setup(store):
     sent, clock = [], Clock()
 
-    def capture(message, envelope):
+    def capture(message, envelope, recipient):
+        assert recipient == message["To"], "sendmail gets the address the message is to"
         sent.append((message, envelope))
 
     service = SenderService(store, SETTINGS, mailer=capture, clock=clock)
+    original_add = service.add
+
+    def add(*args):
+        # Each add's mail handed over before the test looks at what was sent.
+        try:
+            return original_add(*args)
+        finally:
+            assert service.outbox.drain(timeout=10), "the outbox is stuck"
+
+    service.add = add
     return service, sent, clock
 
 
@@ -100,3 +113,40 @@ def test_not_me_blocks_the_login_from_asking_again(setup):
     clock.now += 3600
     service.add(ALICE, "x@gmail.example", "192.0.2.7")
     assert len(sent) == 1 and service.senders(ALICE) == ([], [])
+
+
+def test_two_requests_at_once_cannot_both_pass_a_limit_that_allows_one(store, tmp_path):
+    """Two workers ask for the same mailbox at the same moment: the limits' check and
+    the new request are one transaction, so only one mail goes out."""
+    from sender_validation.store import Store  # noqa: PLC0415
+
+    checking = threading.Barrier(2)
+
+    class Racing(Store):
+        def requests_for_sender(self, sender, since):
+            count = super().requests_for_sender(sender, since)
+            # Both requests checked before either stored its own: the race,
+            # unless the first holds the store until it has stored.
+            with contextlib.suppress(threading.BrokenBarrierError):
+                checking.wait(timeout=1)
+            return count
+
+    sent = []
+    services = [
+        SenderService(Racing(store.path), SETTINGS, mailer=lambda m, e, r: sent.append(r), clock=lambda: 1_000_000)
+        for _ in range(2)
+    ]
+    workers = [
+        threading.Thread(target=service.add, args=(login, address, "192.0.2.7"))
+        for service, login, address in zip(
+            services, (ALICE, BOB), ("victim+a@gmail.com", "v.ictim@gmail.com"), strict=True
+        )
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=20)
+    for service in services:
+        assert service.outbox.drain(timeout=10)
+        service.store.close()
+    assert len(sent) == 1, sent

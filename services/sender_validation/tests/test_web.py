@@ -1,9 +1,15 @@
 """The pages and the API through Flask's test client, with logins checked by a
 real Dovecot (tests/conftest.py) and the mail captured."""
 
+import http.client
+import logging
 import re
+import threading
+import time
+import urllib.parse
 
 import pytest
+import werkzeug.serving
 from sender_validation.confirmation_mail import MailSettings
 from sender_validation.dovecot_auth import DovecotAuth
 from sender_validation.service import SenderService, Settings
@@ -31,9 +37,14 @@ def web(store, dovecot_socket):
         hosted_domains=frozenset({"runbox.com", "hosted.example"}),
         mail=MailSettings(no_reply="no-reply@runbox.com", service_name="Runbox", valid_hours=24),
     )
-    service = SenderService(store, settings, mailer=lambda message, envelope: sent.append(message))
+    service = SenderService(store, settings, mailer=lambda message, envelope, recipient: sent.append(message))
     app = create_app(service, DovecotAuth(dovecot_socket), CONFIG)
     return app, sent
+
+
+def drain(app):
+    """Wait until the outbox has handed over every mail asked for so far."""
+    assert app.extensions["sender_validation"].service.outbox.drain(timeout=10), "the outbox is stuck"
 
 
 def csrf(page):
@@ -51,7 +62,9 @@ def link_path(message):
 
 def add(client, address):
     page = client.get("/")
-    return client.post("/senders/add", data={"address": address, "csrf": csrf(page)})
+    answer = client.post("/senders/add", data={"address": address, "csrf": csrf(page)})
+    drain(client.application)
+    return answer
 
 
 def alice_asks(app, sent, address="alice.new@gmail.example"):
@@ -142,6 +155,7 @@ def test_a_post_without_its_csrf_token_is_refused(web):
     log_in(client, "alice", ALICE_PW)
     assert client.post("/senders/add", data={"address": "x@gmail.example"}).status_code == 400
     assert client.post("/senders/add", data={"address": "x@gmail.example", "csrf": "forged"}).status_code == 400
+    drain(app)
     assert sent == []
     assert add(client, "x@gmail.example").status_code == 200 and len(sent) == 1
 
@@ -172,10 +186,32 @@ def test_a_wrong_password_is_refused_and_a_login_page_comes_back(web):
     assert client.get("/").status_code == 302
 
 
-def test_the_login_page_never_redirects_off_site(web):
+@pytest.mark.parametrize(
+    "next_page",
+    [
+        "//evil.example/x",
+        "/\\evil.example/x",
+        "/\\/evil.example",
+        "\\\\evil.example",
+        "/%5Cevil.example/x",
+        "/%2F%2Fevil.example",
+        "https://evil.example/",
+        "http:evil.example",
+        "javascript:alert(1)",
+        "/\t/evil.example",
+        "evil.example",
+    ],
+)
+def test_the_login_page_never_redirects_off_site(web, next_page):
     app, _ = web
-    answer = log_in(app.test_client(), "alice", ALICE_PW, next_page="//evil.example/x")
-    assert answer.headers["Location"].endswith("/")
+    answer = log_in(app.test_client(), "alice", ALICE_PW, next_page=next_page)
+    assert answer.status_code == 302 and answer.headers["Location"] in ("/", "http://localhost/"), answer.headers
+
+
+def test_the_login_page_returns_to_a_page_of_this_site(web):
+    app, _ = web
+    answer = log_in(app.test_client(), "alice", ALICE_PW, next_page="/smtp-settings")
+    assert answer.headers["Location"].endswith("/smtp-settings")
 
 
 def test_smtp_settings_show_the_username_each_account_needs(web):
@@ -196,6 +232,7 @@ def test_the_api_lists_adds_and_removes_with_basic_auth(web):
     assert client.get("/api/senders").status_code == 401
     assert client.get("/api/senders", auth=("alice", "wrong")).status_code == 401
     added = client.post("/api/senders", json={"address": "Api@Gmail.Example"}, auth=("alice", ALICE_PW))
+    drain(app)
     assert added.status_code == 202 and added.json["pending"] == ["api@gmail.example"]
     assert len(sent) == 1 and "Set-Cookie" not in added.headers
     listed = client.get("/api/senders", auth=("alice", ALICE_PW)).json
@@ -226,3 +263,186 @@ def test_an_address_the_provider_set_is_listed_and_cannot_be_removed(web, store)
     alice.post("/senders/remove", data={"address": "alice.ext@gmail.example", "csrf": csrf(page)})
     assert b"alice.ext@gmail.example" in validated(alice)
     assert store.senders(ALICE, now=2) == (["alice.ext@gmail.example"], [])
+
+
+def test_a_cookie_copied_before_logout_is_refused_after_it(web):
+    app, _ = web
+    alice = app.test_client()
+    log_in(alice, "alice", ALICE_PW)
+    if hasattr(alice, "get_cookie"):  # werkzeug 2.3 and later
+        cookie = alice.get_cookie("session").value
+    else:
+        cookie = next(c.value for c in alice.cookie_jar if c.name == "session")
+    copy = app.test_client(use_cookies=False)
+    headers = {"Cookie": f"session={cookie}"}
+    assert copy.get("/", headers=headers).status_code == 200, "the copy works while the session lasts"
+    alice.post("/logout", data={"csrf": csrf(alice.get("/"))})
+    assert alice.get("/").status_code == 302
+    assert copy.get("/", headers=headers).status_code == 302, "a copied cookie outlived the logout"
+    assert copy.get("/smtp-settings", headers=headers).status_code == 302
+
+
+def test_end_sessions_logs_a_login_out_of_every_browser(web):
+    app, _ = web
+    service = app.extensions["sender_validation"].service
+    alice, alice_elsewhere, bob = app.test_client(), app.test_client(), app.test_client()
+    log_in(alice, "alice", ALICE_PW)
+    log_in(alice_elsewhere, "alice@runbox.com", ALICE_PW)
+    log_in(bob, "bob%hosted.example", BOB_PW)
+    assert service.end_sessions(ALICE) == 2
+    assert alice.get("/").status_code == 302 and alice_elsewhere.get("/").status_code == 302
+    assert bob.get("/").status_code == 200
+
+
+def test_a_session_ends_after_its_ttl_however_often_it_is_used(web):
+    app, _ = web
+    service = app.extensions["sender_validation"].service
+    clock = {"now": 2_000_000_000}
+    service.clock = lambda: clock["now"]
+    alice = app.test_client()
+    log_in(alice, "alice", ALICE_PW)
+    ttl = service.settings.session_ttl
+    for _ in range(3):
+        clock["now"] += ttl // 4
+        assert alice.get("/").status_code == 200
+    clock["now"] += ttl // 4
+    assert alice.get("/").status_code == 302
+
+
+def test_the_answer_does_not_wait_for_sendmail(store, dovecot_socket):
+    """The mail goes out after the answer: a sendmail that hangs does not hold it,
+    and the answer is the same whether a mail went out or not."""
+    release, sent = threading.Event(), []
+
+    def slow_sendmail(message, envelope, recipient=None):
+        release.wait(10)
+        sent.append(recipient)
+
+    settings = Settings(
+        base_url="https://senders.runbox.com",
+        hosted_domains=frozenset({"runbox.com"}),
+        mail=MailSettings(no_reply="no-reply@runbox.com", service_name="Runbox", valid_hours=24),
+    )
+    service = SenderService(store, settings, mailer=slow_sendmail)
+    app = create_app(service, DovecotAuth(dovecot_socket), CONFIG)
+    alice = app.test_client()
+    log_in(alice, "alice", ALICE_PW)
+    answers = []
+    for _ in range(2):  # the second is held back by the limits: no mail
+        page = alice.get("/")
+        start = time.monotonic()
+        answer = alice.post("/senders/add", data={"address": "x@gmail.example", "csrf": csrf(page)})
+        answers.append((answer.status_code, answer.data.split(b'id="validated"')[0], time.monotonic() - start))
+    assert all(took < 2 for _, _, took in answers), answers
+    assert answers[0][:2] == answers[1][:2], "the answer tells whether a mail went out"
+    assert sent == []
+    release.set()
+    assert service.outbox.drain(timeout=10)
+    assert sent == ["x@gmail.example"]
+
+
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [
+        ("x\r\nBcc: victim@evil.example@gmail.example", "control character"),
+        ("x@gmail.example\n", "control character"),
+        ("=?utf-8?q?attacker=40evil.example?=@gmail.com", "encoded word"),
+        ("=?utf-8?q?a=0D=0Ab?=@gmail.com", "encoded word"),
+    ],
+)
+def test_a_bad_address_gets_a_400_naming_the_problem_and_stores_and_mails_nothing(web, store, address, problem):
+    app, sent = web
+    alice = app.test_client()
+    log_in(alice, "alice", ALICE_PW)
+    answer = alice.post("/senders/add", data={"address": address, "csrf": csrf(alice.get("/"))})
+    assert answer.status_code == 400 and problem.encode() in answer.data, answer.data
+    assert sent == [] and store.senders(ALICE, now=2) == ([], [])
+    assert store.db.execute("SELECT COUNT(*) FROM request_log").fetchone()[0] == 0
+    api = app.test_client().post("/api/senders", json={"address": address}, auth=("alice", ALICE_PW))
+    assert api.status_code == 400 and problem in api.json["error"]
+
+
+def test_confirmation_tokens_never_reach_a_log(web, caplog):
+    app, _ = web
+    token = "q7Xr-secret_token_0123456789abcdefghijklmnopq"  # noqa: S105 (a made-up token)
+    path = f"/confirm/{token}"
+    service = app.extensions["sender_validation"].service
+
+    def broken(_token):
+        raise RuntimeError("the store is down")
+
+    caplog.set_level(logging.DEBUG)
+    # An access log line as gunicorn writes it, and werkzeug's.
+    logging.getLogger("gunicorn.access").info(
+        '%(h)s "%(r)s" %(s)s', {"h": "192.0.2.1", "r": f"GET {path} HTTP/1.1", "s": "200"}
+    )
+    logging.getLogger("werkzeug").info('"%s %s %s" %s', "POST", path, "HTTP/1.1", 200)
+    service.open_request = broken
+    app.testing = False  # as deployed: Flask logs the exception, with the path
+    assert app.test_client().get(path).status_code == 500
+    try:
+        raise ValueError(f"bad token in {path}")
+    except ValueError:
+        logging.getLogger("gunicorn.error").exception("Error handling request")
+    assert caplog.records, "nothing was logged"
+    text = caplog.text + "".join(record.getMessage() + (record.exc_text or "") for record in caplog.records)
+    assert "Exception on /confirm/[token]" in text
+    assert token not in text
+
+
+def http_log_in(port, login, password, client_ip):
+    """Log in over HTTP as a browser behind nginx would (X-Forwarded-For), then open
+    the senders page; (the login's status, the page's status, the page)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request("GET", "/login", headers={"X-Forwarded-For": client_ip})
+    page = connection.getresponse()
+    cookie = page.getheader("Set-Cookie").split(";", 1)[0]
+    token = re.search(rb'name="csrf" value="([^"]+)"', page.read()).group(1).decode()
+    body = urllib.parse.urlencode({"login": login, "password": password, "csrf": token, "next": ""})
+    headers = {"Cookie": cookie, "X-Forwarded-For": client_ip, "Content-Type": "application/x-www-form-urlencoded"}
+    connection.request("POST", "/login", body=body, headers=headers)
+    answer = connection.getresponse()
+    answer.read()
+    if answer.status != 302:
+        return answer.status, None, b""
+    headers["Cookie"] = answer.getheader("Set-Cookie").split(";", 1)[0]
+    connection.request("GET", "/", headers=headers)
+    senders = connection.getresponse()
+    return answer.status, senders.status, senders.read()
+
+
+def test_wrong_passwords_do_not_hold_a_right_login_in_a_threaded_server(store, slow_dovecot_socket):
+    """Three wrong-password logins at once, each held by Dovecot's penalty, while
+    alice logs in from another address: a threaded worker answers her at once."""
+    settings = Settings(
+        base_url="https://senders.runbox.com",
+        hosted_domains=frozenset({"runbox.com"}),
+        mail=MailSettings(no_reply="no-reply@runbox.com", service_name="Runbox", valid_hours=24),
+    )
+    app = create_app(SenderService(store, settings), DovecotAuth(slow_dovecot_socket), CONFIG)
+    server = werkzeug.serving.make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    start, results = threading.Barrier(4), {}
+
+    def attempt(name, login, password, client_ip):
+        start.wait(timeout=10)
+        began = time.monotonic()
+        results[name] = (*http_log_in(server.port, login, password, client_ip), began, time.monotonic())
+
+    workers = [
+        threading.Thread(target=attempt, args=(f"attacker{i}", "alice", "wrong", "198.51.100.20")) for i in range(3)
+    ]
+    workers.append(threading.Thread(target=attempt, args=("alice", "alice", ALICE_PW, "192.0.2.20")))
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+    finally:
+        server.shutdown()
+    login_status, page_status, page, began, ended = results["alice"]
+    assert (login_status, page_status) == (302, 200) and b"alice@runbox.com" in page, results["alice"]
+    assert ended - began < 5, f"alice waited {ended - began:.1f} s"
+    attackers = [results[f"attacker{i}"] for i in range(3)]
+    assert all(status == 401 for status, *_ in attackers), attackers
+    assert ended < min(attacker_ended for *_, attacker_ended in attackers), "alice answered while they waited"

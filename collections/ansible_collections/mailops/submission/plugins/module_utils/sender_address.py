@@ -13,8 +13,17 @@ form, because Postfix folds lookup keys to lower case and compares ASCII.
 Refused, because Postfix or postmap would read them as something else, or
 because no mail client sends them: whitespace, commas, control characters,
 ``%`` and ``!`` (old relay routing), ``:`` and source routes, quoted local parts,
-empty labels and trailing dots, a leading ``#`` (a comment to postmap), local
-parts over 64 octets, domains over 255 octets, labels over 63 octets.
+``=?`` (an RFC 2047 encoded word, which a mail library would decode into another
+address), empty labels and trailing dots, a leading ``#`` (a comment to postmap),
+local parts over 64 octets, domains over 255 octets, labels over 63 octets.
+
+Internationalised domains follow IDNA 2008 with UTS 46 mapping, non-transitional
+(the ``idna`` package, Debian's python3-idna): ``faß.de`` is ``xn--fa-hia.de``,
+not IDNA 2003's ``fass.de``, another registrant's domain.
+
+``mailbox`` is the rule for "the same mailbox" that the validation limits count
+on: the canonical address without its ``+tag``, and without dots in the local
+part at the domains that ignore them (``DOT_FOLDING_DOMAINS``).
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ _LABEL_ATOMIC = rf"(?>{_LABEL})"
 _DOMAIN_ATOMIC = rf"{_LABEL_ATOMIC}(?:\.{_LABEL_ATOMIC})++"
 _BULK_SENDER = (
     rf"(?=[^@\s]{{0,{MAX_LOCAL_OCTETS}}}@\S{{1,{MAX_DOMAIN_OCTETS}}}[ \t])"
+    r"(?![^@\s]*=\?)"
     rf"(?!#)(?:{_ATEXT_RUN}(?:\.{_ATEXT_RUN})*+)?@{_DOMAIN_ATOMIC}"
 )
 _BULK_LOGIN = (
@@ -55,6 +65,11 @@ _BULK_LOGIN = (
 BULK_FILE_RE = re.compile(rf"(?>[ \t]*+(?:#[^\n]*+)?\n|[ \t]*+{_BULK_SENDER}[ \t]++{_BULK_LOGIN}[ \t]*+\n)*+")
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+ENCODED_WORD = "=?"
+
+# Domains whose mailboxes ignore dots in the local part, and the domain each
+# stands for (Gmail's two names are one mailbox).
+DOT_FOLDING_DOMAINS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
 _WHITESPACE = re.compile(r"\s")
 
 
@@ -82,10 +97,7 @@ def _domain_to_ascii(value, domain):
         if label.isascii():
             ascii_label = label.lower()
         else:
-            try:
-                ascii_label = label.encode("idna").decode("ascii")
-            except UnicodeError as exc:
-                raise AddressError(value, f"domain label {label!r} is not a valid IDN label ({exc})") from None
+            ascii_label = _idn_label_to_ascii(value, label)
         if len(ascii_label) > MAX_LABEL_OCTETS:
             raise AddressError(value, f"domain label {label!r} is longer than {MAX_LABEL_OCTETS} octets")
         if not re.fullmatch(_LABEL, ascii_label):
@@ -97,6 +109,18 @@ def _domain_to_ascii(value, domain):
     if len(ascii_domain) > MAX_DOMAIN_OCTETS:
         raise AddressError(value, f"domain is longer than {MAX_DOMAIN_OCTETS} octets")
     return ascii_domain
+
+
+def _idn_label_to_ascii(value, label):
+    """The A-label of a U-label: IDNA 2008, UTS 46 mapping, non-transitional."""
+    try:
+        import idna  # noqa: PLC0415 (only IDN domains need it; Ansible's targets may lack it)
+    except ImportError:
+        raise AddressError(value, "an internationalised domain needs the idna package (python3-idna)") from None
+    try:
+        return idna.encode(label, uts46=True, transitional=False).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise AddressError(value, f"domain label {label!r} is not a valid IDN label ({exc})") from None
 
 
 def _check_common(value):
@@ -115,6 +139,8 @@ def _check_common(value):
         raise AddressError(value, "':' (source route or address literal)")
     if '"' in value or "\\" in value:
         raise AddressError(value, "quoted local part")
+    if ENCODED_WORD in value:
+        raise AddressError(value, "'=?' (an encoded word, which would be read as another address)")
     if value.count("@") != 1:
         raise AddressError(value, "needs exactly one '@'")
 
@@ -145,7 +171,7 @@ def _normalize(value, canonical_re, local_pattern, local_required):
     # Most input is canonical ASCII already: one regex match settles it.
     if isinstance(value, str):
         folded = value.lower()
-        if folded.isascii() and canonical_re.fullmatch(folded) and _lengths_ok(folded):
+        if folded.isascii() and canonical_re.fullmatch(folded) and ENCODED_WORD not in folded and _lengths_ok(folded):
             return folded
     _check_common(value)
     local, domain = value.split("@")
@@ -165,3 +191,16 @@ def _lengths_ok(address):
         and len(domain) <= MAX_DOMAIN_OCTETS
         and all(len(label) <= MAX_LABEL_OCTETS for label in domain.split("."))
     )
+
+
+def mailbox(sender, delimiter="+"):
+    """The mailbox a canonical sender reaches: without its +tag, and without
+    the local part's dots where the domain ignores them. ``V.ictim+1@gmail.com``
+    and ``victim@googlemail.com`` are one mailbox, ``victim@gmail.com``."""
+    local, _, domain = sender.rpartition("@")
+    if delimiter and delimiter in local:
+        local = local.split(delimiter, 1)[0] or local
+    if domain in DOT_FOLDING_DOMAINS:
+        domain = DOT_FOLDING_DOMAINS[domain]
+        local = local.replace(".", "") or local
+    return f"{local}@{domain}"

@@ -56,6 +56,29 @@ MIGRATIONS = [
             )""",
         ],
     ),
+    (
+        2,
+        [
+            # The web pages' logins: a session lives here, so logging out or
+            # `python3 -m sender_validation end-sessions LOGIN` ends it for
+            # every copy of its cookie. The cookie's id only as its SHA-256.
+            """CREATE TABLE web_sessions (
+                id_sha256 TEXT PRIMARY KEY,
+                login TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL
+            )""",
+            "CREATE INDEX web_sessions_login ON web_sessions (login)",
+            # The abuse limits count per mailbox (sender_address.mailbox):
+            # victim+1@ and v.ictim@gmail.com are victim@gmail.com's.
+            "ALTER TABLE request_log ADD COLUMN mailbox TEXT",
+            "UPDATE request_log SET mailbox = sender",
+            "CREATE INDEX request_log_mailbox ON request_log (mailbox, requested_at)",
+            "ALTER TABLE blocked_requests ADD COLUMN mailbox TEXT",
+            "UPDATE blocked_requests SET mailbox = sender",
+            "CREATE INDEX blocked_requests_mailbox ON blocked_requests (mailbox, login)",
+        ],
+    ),
 ]
 
 # The logins that may send as a sender, for the store's socketmap server

@@ -1,6 +1,7 @@
 import pytest
 from ansible_collections.mailops.submission.plugins.module_utils.sender_address import (
     AddressError,
+    mailbox,
     normalize_login,
     normalize_sender,
 )
@@ -17,6 +18,9 @@ from ansible_collections.mailops.submission.plugins.module_utils.sender_address 
         ("user@bücher.example", "user@xn--bcher-kva.example"),
         ("@BÜCHER.example", "@xn--bcher-kva.example"),
         ("user@xn--bcher-kva.example", "user@xn--bcher-kva.example"),
+        # IDNA 2008 (UTS 46, non-transitional): not IDNA 2003's fass.de, another domain.
+        ("user@faß.de", "user@xn--fa-hia.de"),
+        ("user@FASS.de", "user@fass.de"),
         ("a" * 64 + "@runbox.com", "a" * 64 + "@runbox.com"),
         ("x@" + "a" * 63 + ".example", "x@" + "a" * 63 + ".example"),
     ],
@@ -60,6 +64,10 @@ def test_sender_keys_are_normalised(raw, canonical):
         ("alice@-runbox.com", "outside letters"),
         ("alice@run_box.com", "outside letters"),
         ("al(ice)@runbox.com", "not allowed"),
+        ("=?utf-8?q?attacker=40evil.example?=@gmail.com", "encoded word"),
+        ("=?utf-8?q?a=0D=0Ab?=@gmail.com", "encoded word"),
+        ("alice=?x@gmail.com", "encoded word"),
+        ("alice\r\n@gmail.com", "control character"),
         ("", "empty"),
     ],
 )
@@ -97,3 +105,18 @@ def test_bad_logins_are_refused(raw, reason):
     with pytest.raises(AddressError) as caught:
         normalize_login(raw)
     assert reason in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("sender", "box"),
+    [
+        ("victim@gmail.com", "victim@gmail.com"),
+        ("victim+1@gmail.com", "victim@gmail.com"),
+        ("v.ictim@gmail.com", "victim@gmail.com"),
+        ("v.i.c.t.i.m+x+y@googlemail.com", "victim@gmail.com"),
+        ("v.ictim+1@example.org", "v.ictim@example.org"),
+        ("+tag@example.org", "+tag@example.org"),
+    ],
+)
+def test_variants_of_one_mailbox_have_one_mailbox_key(sender, box):
+    assert mailbox(sender) == box
