@@ -19,6 +19,15 @@ from __future__ import annotations
 
 import re
 
+# A validated sender's shape (sender_address.SENDER_RE with a local part, in
+# PostgreSQL's regular expressions): part of migration 101, never edited; a new
+# rule is a new migration.
+SENDER_ADDRESS_RE = (
+    r"^(?!#)[a-z0-9#$&'*+/=?^_`{|}~-]+(\.[a-z0-9#$&'*+/=?^_`{|}~-]+)*"
+    r"@[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$"
+)
+_SENDER_ADDRESS_SQL = SENDER_ADDRESS_RE.replace("'", "''")
+
 # Versions above the validation store's (validated_store.MIGRATIONS, 1..99),
 # in the same schema_version table. Append; never edit one that has shipped.
 MIGRATIONS = [
@@ -51,6 +60,67 @@ MIGRATIONS = [
                 UNION ALL SELECT address, login FROM account_aliases
                 UNION ALL SELECT '@' || domain, login FROM account_domains
                 UNION ALL SELECT sender, login FROM validated_senders""",
+        ],
+    ),
+    (
+        # The single host's rules (sender_map.py): a validated sender is an
+        # address, never @domain, and never one at a hosted domain (an owned
+        # domain or an account's own), whose addresses are the accounts'.
+        101,
+        [
+            # Rows the rules refuse, from before them: the shape, then users'
+            # rows at hosted domains (the inventory's there are refused by its
+            # identity checks, and skipped by the view).
+            f"DELETE FROM validated_senders WHERE NOT sender ~ '{_SENDER_ADDRESS_SQL}'",
+            """DELETE FROM validated_senders AS v WHERE v.source = 'user' AND (
+                EXISTS (SELECT 1 FROM account_domains AS d WHERE d.domain = split_part(v.sender, '@', 2))
+                OR EXISTS (SELECT 1 FROM accounts AS a WHERE split_part(a.login, '@', 2) = split_part(v.sender, '@', 2))
+            )""",
+            # Whoever writes, the validation service's role included: an address
+            # as sender_address.normalize_sender gives it, never @domain.
+            "ALTER TABLE validated_senders ADD CONSTRAINT validated_senders_no_domain_key CHECK (sender NOT LIKE '@%')",
+            f"""ALTER TABLE validated_senders ADD CONSTRAINT validated_senders_sender_is_an_address
+                CHECK (sender ~ '{_SENDER_ADDRESS_SQL}' AND octet_length(split_part(sender, '@', 1)) <= 64
+                       AND octet_length(split_part(sender, '@', 2)) <= 255)""",
+            "CREATE INDEX accounts_domain ON accounts ((split_part(login, '@', 2)))",
+            "CREATE INDEX validated_senders_domain ON validated_senders ((split_part(sender, '@', 2)))",
+            # The validated branch skips rows at hosted domains, as the map
+            # daemon does; each NOT EXISTS is one index probe.
+            """CREATE OR REPLACE VIEW sender_logins (sender, login) AS
+                SELECT login, login FROM accounts
+                UNION ALL SELECT address, login FROM account_aliases
+                UNION ALL SELECT '@' || domain, login FROM account_domains
+                UNION ALL SELECT v.sender, v.login FROM validated_senders AS v
+                    WHERE v.sender NOT LIKE '@%'
+                    AND NOT EXISTS (SELECT 1 FROM account_domains AS d WHERE d.domain = split_part(v.sender, '@', 2))
+                    AND NOT EXISTS (
+                        SELECT 1 FROM accounts AS a WHERE split_part(a.login, '@', 2) = split_part(v.sender, '@', 2)
+                    )""",
+            # A domain that becomes hosted (owned, or an account's own) takes its
+            # addresses from the users who validated them, in the writer's
+            # transaction, whoever writes: the fleet_accounts module or an
+            # administrator's psql. The inventory's rows are the allowlist
+            # module's. The function runs with the writer's rights: a role that
+            # may add a domain but not delete validated senders fails, and adds
+            # nothing.
+            """CREATE FUNCTION prune_validated_at_hosted_domain() RETURNS trigger LANGUAGE plpgsql AS $$
+                DECLARE
+                    hosted TEXT;
+                BEGIN
+                    IF TG_TABLE_NAME = 'accounts' THEN
+                        hosted := split_part(NEW.login, '@', 2);
+                    ELSE
+                        hosted := NEW.domain;
+                    END IF;
+                    DELETE FROM validated_senders WHERE source = 'user' AND split_part(sender, '@', 2) = hosted;
+                    RETURN NULL;
+                END
+            $$""",
+            "REVOKE ALL ON FUNCTION prune_validated_at_hosted_domain() FROM PUBLIC",
+            """CREATE TRIGGER account_domains_prune_validated AFTER INSERT OR UPDATE OF domain ON account_domains
+                FOR EACH ROW EXECUTE FUNCTION prune_validated_at_hosted_domain()""",
+            """CREATE TRIGGER accounts_prune_validated AFTER INSERT OR UPDATE OF login ON accounts
+                FOR EACH ROW EXECUTE FUNCTION prune_validated_at_hosted_domain()""",
         ],
     ),
 ]
