@@ -7,7 +7,11 @@ In fleet mode the accounts live in PostgreSQL beside the validation store
 ``accounts``, and Postfix and the header-From milter ask one view,
 ``sender_logins``, which holds every (sender key, login) pair the lmdb tables
 hold on a single host: the account's address, its aliases, ``@domain`` for an
-owned domain, and the validated external senders.
+owned domain, and the validated external senders, with the single host's
+rules (the map daemon's, sender_map.py): a validated sender is an address
+(CHECK constraints, whoever writes), and one at a hosted domain (an owned
+domain, or an account's own) is skipped; a domain that becomes hosted prunes
+the users' validated rows there, in the same transaction (a trigger).
 
 The view runs with its owner's rights, so Postfix's and the milter's database
 roles read the pairs and never a password hash.
