@@ -59,6 +59,7 @@ PASSFILES = {
     "submission_validation": "/etc/sender-validation/pgpass",
 }
 INSUFFICIENT_PRIVILEGE = "42501"
+CHECK_VIOLATION = "23514"
 INSERT_PAIR = "INSERT INTO validated_senders VALUES ('x@gmail.example', 'alice@runbox.com', 'user', 0)"
 
 
@@ -178,6 +179,40 @@ def test_each_service_role_may_do_what_its_service_needs_and_nothing_more(fleet,
         assert "rows" in answer, f"{user} must be able to: {statement}: {answer}"
     else:
         assert answer.get("sqlstate") == INSUFFICIENT_PRIVILEGE, f"{user} must not: {statement}: {answer}"
+
+
+@pytest.mark.parametrize("sender", ["@gmail.example", "Not An Address@gmail.example"])
+def test_the_validation_services_role_may_insert_addresses_only(fleet, sender):
+    """As on a single host, a validated sender is one address: a row for a whole
+    domain would let its login send as anyone there."""
+    # The test's own constants, no input.
+    statement = f"INSERT INTO validated_senders VALUES ('{sender}', 'alice@runbox.com', 'user', 0)"  # noqa: S608
+    answer = fleet.as_role("submission_validation", statement)
+    assert answer.get("sqlstate") == CHECK_VIOLATION and "validated_senders_" in answer["error"], answer
+
+
+def test_a_newly_hosted_domain_is_its_owners_and_no_longer_its_old_validators(fleet, probe, deployment):
+    """A user validated an address at a domain the provider did not host; the
+    domain becomes an account's (a row in account_domains, as fleet_accounts or
+    an administrator's psql adds it): the owner sends as the address and the
+    user no more, as on a single host, and the user's row is gone with it."""
+    validator = deployment.account(deployment.domain)
+    owner = next(each for each in deployment.accounts if not each.address.endswith("@" + deployment.domain))
+    domain = f"new-{uuid.uuid4().hex[:12]}.example"
+    address = f"info@{domain}"
+    # The test's own names, no input.
+    _db_rows(fleet, f"INSERT INTO validated_senders VALUES ('{address}', '{validator.address}', 'user', 0)")  # noqa: S608
+    try:
+        assert rcpt_code(probe, deployment, validator, address)[0] == 250, "the validated address before"
+        assert rcpt_code(probe, deployment, owner, address)[0] == 553, "another login before the domain is hosted"
+        _db_rows(fleet, f"INSERT INTO account_domains VALUES ('{domain}', '{owner.address}')")  # noqa: S608
+        assert rcpt_code(probe, deployment, owner, address)[0] == 250, f"{owner.address}, {domain}'s owner now"
+        assert rcpt_code(probe, deployment, validator, address)[0] == 553, "the old validator, once it is hosted"
+        left = _db_rows(fleet, f"SELECT count(*) FROM validated_senders WHERE sender = '{address}'")  # noqa: S608
+        assert left == "0", "the validator's row at the hosted domain stayed"
+    finally:
+        _db_rows(fleet, f"DELETE FROM account_domains WHERE domain = '{domain}'")  # noqa: S608
+        _db_rows(fleet, f"DELETE FROM validated_senders WHERE sender = '{address}'")  # noqa: S608
 
 
 def test_the_pairs_postfix_reads_are_the_inventorys(fleet):

@@ -49,7 +49,16 @@ WATCHED = IN_MODIFY | IN_ATTRIB | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_D
 # The directory itself gone or moved: the watch no longer covers the path.
 WATCH_LOST = IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF
 EVENT_HEADER = struct.Struct("iIII")
+# The kept answers are bounded by count and by size: Postfix's keys run to
+# 100 kB (a From header the milter asks about), so 65,536 of them would be
+# gigabytes. Each answer counts its request, its reply and Python's objects
+# around them; a request longer than any address the store can hold (RFC 5321:
+# 64 + 1 + 255 octets, after "senders ") is answered and never kept, so that
+# large keys neither fill the memory nor push out the answers asked most.
 KEPT_ANSWERS = 65536
+KEPT_BYTES = 16 * 1024 * 1024
+KEPT_ENTRY_OVERHEAD = 200
+KEPT_REQUEST_BYTES = len(b"senders ") + 64 + 1 + 255
 
 
 class StoreWatch:
@@ -108,6 +117,8 @@ class SenderMap:
         self.local = threading.local()
         self.watch = StoreWatch(os.path.dirname(os.path.abspath(store_path)))
         self.kept = {}
+        self.kept_bytes = 0
+        self.kept_lock = threading.Lock()
 
     def connection(self):
         """A connection to the store as the path names it now.
@@ -145,13 +156,25 @@ class SenderMap:
         if kept is not None and kept[0] == generation and generation is not None:
             return kept[1]
         reply = self.look_up(request)
-        if generation is not None and not reply.startswith(b"TEMP "):
-            if len(self.kept) >= KEPT_ANSWERS:
-                self.kept = {}
+        if generation is not None and not reply.startswith(b"TEMP ") and len(request) <= KEPT_REQUEST_BYTES:
+            self.keep(request, generation, reply)
+        return reply
+
+    def keep(self, request, generation, reply):
+        """Keep an answer; when either bound would be passed, the kept ones go first."""
+        size = len(request) + len(reply) + KEPT_ENTRY_OVERHEAD
+        if size > KEPT_BYTES:
+            return
+        with self.kept_lock:
+            old = self.kept.pop(request, None)
+            if old is not None:
+                self.kept_bytes -= len(request) + len(old[1]) + KEPT_ENTRY_OVERHEAD
+            if len(self.kept) >= KEPT_ANSWERS or self.kept_bytes + size > KEPT_BYTES:
+                self.kept, self.kept_bytes = {}, 0
             # Tagged with the generation read before the query: an answer read
             # while a change came in is never taken for a current one.
             self.kept[request] = (generation, reply)
-        return reply
+            self.kept_bytes += size
 
     def look_up(self, request):
         name, _, key = request.decode("utf-8", "replace").partition(" ")

@@ -7,7 +7,8 @@ import subprocess
 
 import pytest
 from ansible_collections.mailops.submission.tests.unit.plugins.modules.allowlist_harness import POSTMAP
-from sender_validation.sender_map import SenderMap, serving
+from sender_validation import sender_map as sender_map_module
+from sender_validation.sender_map import KEPT_ENTRY_OVERHEAD, KEPT_REQUEST_BYTES, SenderMap, serving
 from sender_validation.socketmap_protocol import NetstringError, netstring, split_netstrings
 
 ALICE, BOB = "alice@runbox.com", "bob@hosted.example"
@@ -191,3 +192,43 @@ def test_a_store_directory_moved_away_is_read_at_each_lookup(store, tmp_path):
     assert sender_map.watch.generation() is None
     os.rename(directory + ".moved", directory)
     assert sender_map.answer(request) == b"OK " + ALICE.encode()
+
+
+def _kept_size(sender_map):
+    return sum(len(request) + len(reply) + KEPT_ENTRY_OVERHEAD for request, (_, reply) in sender_map.kept.items())
+
+
+def test_a_key_longer_than_any_address_is_answered_and_never_kept(store):
+    """100 kB keys (a From header the milter asks about) took 65,536 places of
+    100 kB each: gigabytes. They are answered, and cost the kept answers nothing."""
+    sender_map = SenderMap(store.path, HOSTED)
+    store.confirm(store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY), ALICE, now=1001)
+    request = b"senders " + NEW.encode()
+    assert sender_map.answer(request) == b"OK " + ALICE.encode()
+    for number in range(200):
+        huge = b"senders " + b"x" * 100_000 + str(number).encode() + b"@gmail.example"
+        assert sender_map.answer(huge) == b"NOTFOUND "
+    assert list(sender_map.kept) == [request]
+    assert sender_map.kept_bytes == _kept_size(sender_map) < 1000
+    # The longest address: a 64-octet local part, a 255-octet domain.
+    longest = b"senders " + b"a" * 64 + b"@" + b".".join([b"b" * 63] * 4)
+    assert len(longest) == KEPT_REQUEST_BYTES
+    sender_map.answer(longest)
+    assert longest in sender_map.kept
+
+
+def test_kept_answers_stay_within_their_bytes_and_count(store, monkeypatch):
+    monkeypatch.setattr(sender_map_module, "KEPT_BYTES", 20_000)
+    monkeypatch.setattr(sender_map_module, "KEPT_ANSWERS", 100)
+    sender_map = SenderMap(store.path, HOSTED)
+    store.confirm(store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY), ALICE, now=1001)
+    most = 0
+    for number in range(2000):
+        # Keys of every length up to the longest address, found or not.
+        local = f"u{number}-".ljust(1 + number % 64, "x")
+        assert sender_map.answer(f"senders {local}@gmail.example".encode()) == b"NOTFOUND "
+        assert sender_map.answer(b"senders " + NEW.encode()) == b"OK " + ALICE.encode()
+        assert sender_map.kept_bytes == _kept_size(sender_map) <= 20_000
+        assert len(sender_map.kept) <= 100
+        most = max(most, sender_map.kept_bytes)
+    assert most > 15_000, "the answers are kept up to the bound"

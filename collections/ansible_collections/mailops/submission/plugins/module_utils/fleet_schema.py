@@ -7,7 +7,11 @@ In fleet mode the accounts live in PostgreSQL beside the validation store
 ``accounts``, and Postfix and the header-From milter ask one view,
 ``sender_logins``, which holds every (sender key, login) pair the lmdb tables
 hold on a single host: the account's address, its aliases, ``@domain`` for an
-owned domain, and the validated external senders.
+owned domain, and the validated external senders, with the single host's
+rules (the map daemon's, sender_map.py): a validated sender is an address
+(CHECK constraints, whoever writes), and one at a hosted domain (an owned
+domain, or an account's own) is skipped; a domain that becomes hosted prunes
+the users' validated rows there, in the same transaction (a trigger).
 
 The view runs with its owner's rights, so Postfix's and the milter's database
 roles read the pairs and never a password hash.
@@ -18,6 +22,15 @@ Pure Python, no Ansible import: the milter imports it unchanged.
 from __future__ import annotations
 
 import re
+
+# A validated sender's shape (sender_address.SENDER_RE with a local part, in
+# PostgreSQL's regular expressions): part of migration 101, never edited; a new
+# rule is a new migration.
+SENDER_ADDRESS_RE = (
+    r"^(?!#)[a-z0-9#$&'*+/=?^_`{|}~-]+(\.[a-z0-9#$&'*+/=?^_`{|}~-]+)*"
+    r"@[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$"
+)
+_SENDER_ADDRESS_SQL = SENDER_ADDRESS_RE.replace("'", "''")
 
 # Versions above the validation store's (validated_store.MIGRATIONS, 1..99),
 # in the same schema_version table. Append; never edit one that has shipped.
@@ -51,6 +64,75 @@ MIGRATIONS = [
                 UNION ALL SELECT address, login FROM account_aliases
                 UNION ALL SELECT '@' || domain, login FROM account_domains
                 UNION ALL SELECT sender, login FROM validated_senders""",
+        ],
+    ),
+    (
+        # The single host's rules (sender_map.py): a validated sender is an
+        # address, never @domain, and never one at a hosted domain (an owned
+        # domain or an account's own), whose addresses are the accounts'.
+        101,
+        [
+            "CREATE INDEX accounts_domain ON accounts ((split_part(login, '@', 2)))",
+            "CREATE INDEX validated_senders_domain ON validated_senders ((split_part(sender, '@', 2)))",
+            # Whether a domain is hosted: an owned domain or an account's own.
+            # A function, not two more joins in the view, whose planning is most
+            # of a lookup's cost (README "Cost and capacity"): PL/pgSQL keeps its
+            # plans for the session. It runs as the owner, as the view does, so
+            # that Postfix's and the milter's roles read no account; EXECUTE
+            # stays with PUBLIC, which here is the services' roles (PUBLIC may
+            # not connect), and it tells whether a domain is hosted, no more.
+            """CREATE FUNCTION hosted_domain(domain_name TEXT) RETURNS BOOLEAN
+                LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+                BEGIN
+                    RETURN EXISTS (SELECT 1 FROM account_domains WHERE domain = domain_name)
+                        OR EXISTS (SELECT 1 FROM accounts WHERE split_part(login, '@', 2) = domain_name);
+                END
+            $$""",
+            # Rows the rules refuse, from before them: the shape, then users'
+            # rows at hosted domains (the inventory's there are refused by its
+            # identity checks, and skipped by the view).
+            # This module's constant, no input.
+            f"DELETE FROM validated_senders WHERE NOT sender ~ '{_SENDER_ADDRESS_SQL}'",  # noqa: S608
+            "DELETE FROM validated_senders WHERE source = 'user' AND hosted_domain(split_part(sender, '@', 2))",
+            # Whoever writes, the validation service's role included: an address
+            # as sender_address.normalize_sender gives it, never @domain.
+            "ALTER TABLE validated_senders ADD CONSTRAINT validated_senders_no_domain_key CHECK (sender NOT LIKE '@%')",
+            f"""ALTER TABLE validated_senders ADD CONSTRAINT validated_senders_sender_is_an_address
+                CHECK (sender ~ '{_SENDER_ADDRESS_SQL}' AND octet_length(split_part(sender, '@', 1)) <= 64
+                       AND octet_length(split_part(sender, '@', 2)) <= 255)""",
+            # The validated branch skips @domain rows and rows at hosted
+            # domains, as the map daemon does.
+            """CREATE OR REPLACE VIEW sender_logins (sender, login) AS
+                SELECT login, login FROM accounts
+                UNION ALL SELECT address, login FROM account_aliases
+                UNION ALL SELECT '@' || domain, login FROM account_domains
+                UNION ALL SELECT v.sender, v.login FROM validated_senders AS v
+                    WHERE v.sender NOT LIKE '@%' AND NOT hosted_domain(split_part(v.sender, '@', 2))""",
+            # A domain that becomes hosted (owned, or an account's own) takes its
+            # addresses from the users who validated them, in the writer's
+            # transaction, whoever writes: the fleet_accounts module or an
+            # administrator's psql. The inventory's rows are the allowlist
+            # module's. The function runs with the writer's rights: a role that
+            # may add a domain but not delete validated senders fails, and adds
+            # nothing.
+            """CREATE FUNCTION prune_validated_at_hosted_domain() RETURNS trigger LANGUAGE plpgsql AS $$
+                DECLARE
+                    hosted TEXT;
+                BEGIN
+                    IF TG_TABLE_NAME = 'accounts' THEN
+                        hosted := split_part(NEW.login, '@', 2);
+                    ELSE
+                        hosted := NEW.domain;
+                    END IF;
+                    DELETE FROM validated_senders WHERE source = 'user' AND split_part(sender, '@', 2) = hosted;
+                    RETURN NULL;
+                END
+            $$""",
+            "REVOKE ALL ON FUNCTION prune_validated_at_hosted_domain() FROM PUBLIC",
+            """CREATE TRIGGER account_domains_prune_validated AFTER INSERT OR UPDATE OF domain ON account_domains
+                FOR EACH ROW EXECUTE FUNCTION prune_validated_at_hosted_domain()""",
+            """CREATE TRIGGER accounts_prune_validated AFTER INSERT OR UPDATE OF login ON accounts
+                FOR EACH ROW EXECUTE FUNCTION prune_validated_at_hosted_domain()""",
         ],
     ),
 ]

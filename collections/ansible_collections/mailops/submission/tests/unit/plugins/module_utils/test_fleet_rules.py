@@ -1,6 +1,9 @@
 """The fleet's rules in Python: account entries checked before the database is
 touched, the plan of a run, the connection strings, the queries, COPY's blocks."""
 
+import hashlib
+import re
+
 import pytest
 from ansible_collections.mailops.submission.plugins.module_utils.client_networks import host_networks
 from ansible_collections.mailops.submission.plugins.module_utils.database_senders import _copy_blocks, count_after
@@ -17,8 +20,17 @@ from ansible_collections.mailops.submission.plugins.module_utils.fleet_database 
     fleet_uri,
     pgpass_line,
 )
-from ansible_collections.mailops.submission.plugins.module_utils.fleet_schema import password_query, sender_logins_query
+from ansible_collections.mailops.submission.plugins.module_utils.fleet_schema import (
+    MIGRATIONS,
+    SENDER_ADDRESS_RE,
+    password_query,
+    sender_logins_query,
+)
+from ansible_collections.mailops.submission.plugins.module_utils.sender_address import AddressError, normalize_sender
 from ansible_collections.mailops.submission.plugins.module_utils.store_senders import StorePlan
+from ansible_collections.mailops.submission.plugins.module_utils.validated_store import MIGRATIONS as STORE_MIGRATIONS
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 HASH = "$6$ZRqKrkOtCAsTz6bk$p0Hnj5DB1gCgVgEtQH5msOPkpjAznihmLC8PkHFO.QhffwA/xJ4X1u3.daH6FN8pElxxIbEsHBLCvrW1pN6nQ0"
 SETTINGS = {"host": "db.fleet.test", "inventory_host": "fleet-db"}
@@ -167,3 +179,93 @@ def test_counts_after_a_partial_read_come_from_the_tables_totals():
     plan = StorePlan(insert={("y@gmail.example", "alice@runbox.com")}, delete=set(inventory), pairs=0, keys=0)
     count_after(_Totals(), inventory, set(), plan)
     assert (plan.pairs, plan.keys) == (1000, 900)
+
+
+# The fleet's migrations as they shipped: a database that has one never runs it
+# again, so a change to one reaches no database that has it. Append instead.
+SHIPPED = {
+    100: "0d11c23de62d506439121900475f18a86475dafd72e7d14fb837128d2a1ad8f3",
+    101: "f6b60d818b132fd5ac5159517bf64caeb809add023cc84d8d18e969b9ad7d536",
+}
+
+
+def test_shipped_migrations_are_never_edited_and_versions_only_grow():
+    digests = {
+        version: hashlib.sha256("\n".join(statements).encode()).hexdigest() for version, statements in MIGRATIONS
+    }
+    assert {version: digests[version] for version in SHIPPED} == SHIPPED
+    versions = [version for version, _ in MIGRATIONS]
+    assert versions == sorted(set(versions)) and versions[0] >= 100
+    assert max(version for version, _ in STORE_MIGRATIONS) < 100
+
+
+def _validated_senders_rules():
+    [(_, statements)] = [migration for migration in MIGRATIONS if migration[0] == 101]
+    return "\n".join(statements)
+
+
+def test_the_view_skips_domain_keys_and_hosted_domains_and_a_new_hosted_domain_prunes_users_rows():
+    """What migration 101 says, as the single host's map daemon does it (the
+    fleet scenario checks it on PostgreSQL)."""
+    rules = _validated_senders_rules()
+    view = rules[rules.index("CREATE OR REPLACE VIEW sender_logins") :]
+    validated_branch = view[view.index("FROM validated_senders") :]
+    assert "WHERE v.sender NOT LIKE '@%' AND NOT hosted_domain(split_part(v.sender, '@', 2))" in validated_branch
+    function = rules[rules.index("CREATE FUNCTION hosted_domain") :]
+    assert "SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp" in function
+    assert "EXISTS (SELECT 1 FROM account_domains WHERE domain = domain_name)" in function
+    assert "EXISTS (SELECT 1 FROM accounts WHERE split_part(login, '@', 2) = domain_name)" in function
+    assert "CHECK (sender NOT LIKE '@%')" in rules
+    assert "CHECK (sender ~ '" + SENDER_ADDRESS_RE.replace("'", "''") + "'" in rules
+    for table, column in (("account_domains", "domain"), ("accounts", "login")):
+        assert re.search(rf"AFTER INSERT OR UPDATE OF {column} ON {table}\s+FOR EACH ROW", rules), table
+    assert "DELETE FROM validated_senders WHERE source = 'user' AND split_part(sender, '@', 2) = hosted" in rules
+
+
+def _shape_allows(value):
+    local, _, domain = value.partition("@")
+    return bool(re.fullmatch(SENDER_ADDRESS_RE, value)) and len(local) <= 64 and len(domain) <= 255
+
+
+@pytest.mark.parametrize(
+    ("value", "allowed"),
+    [
+        ("alice.ext@gmail.example", True),
+        ("o'brien+tag@xn--fa-hia.de", True),
+        ("a{b}|c~=d@sub.gmail.example", True),
+        ("@gmail.com", False),
+        ("Alice@gmail.example", False),
+        ("alice@localhost", False),
+        ("#alice@gmail.example", False),
+        ("a..b@gmail.example", False),
+        ("a@b@gmail.example", False),
+        ("a b@gmail.example", False),
+        ("alice@-gmail.example", False),
+        ("alice@gmail.example.", False),
+        ("a" * 65 + "@gmail.example", False),
+    ],
+)
+def test_the_database_takes_a_validated_sender_of_an_addresss_shape_only(value, allowed):
+    assert _shape_allows(value) is allowed
+
+
+_ALPHABET = "abcXYZ019.+-_=#$&'*/?^`{|}~!%\"\\,:;()<>[]@ \tü"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet=_ALPHABET, max_size=40),
+    st.lists(st.text(alphabet="abcQ09-_.ü", min_size=1, max_size=8), max_size=3),
+)
+def test_the_databases_shape_is_the_address_rules_own(local, labels):
+    """Every address the rule gives (the validation service and the module write
+    no other) passes the CHECK, and whatever passes is one the rule gives unchanged."""
+    value = f"{local}@{'.'.join(labels)}"
+    try:
+        normal = normalize_sender(value)
+    except AddressError:
+        normal = None
+    if normal is not None and not normal.startswith("@"):
+        assert _shape_allows(normal), normal
+    if _shape_allows(value):
+        assert normal == value, value
