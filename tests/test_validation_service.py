@@ -6,13 +6,17 @@ certificates verified by the host's trust store), the SMTP probe, and the
 test sink's Maildir where the confirmation message arrives.
 """
 
+import concurrent.futures
 import json
+import re
+import secrets
 import shlex
 import time
 import uuid
 
 import pytest
 from host_probe import host_program
+from smtp_load import unseen_loopback_address
 from validation_flow import confirmation_link, new_address, rcpt_code
 
 # One parameterized statement on the store, as its owner (files SQLite creates
@@ -21,6 +25,22 @@ STORE_SQL = "runuser -u sender-validation -- python3 -c " + shlex.quote(
     "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); db.execute(sys.argv[2], sys.argv[3:]); db.commit()"
 )
 WEB_CLIENT_B64 = host_program("web_client", "secret_refs")
+WEB_REQUESTS_B64 = host_program("web_requests")
+
+
+def web_requests(host, url, count, method="GET", body_bytes=0):
+    """{statuses, server} of count requests from a new client address (tests/web_requests.py)."""
+    run = host.run(
+        'python3 -c "$(echo %s | base64 -d)" %s %s %s %s %s',
+        WEB_REQUESTS_B64,
+        unseen_loopback_address(),
+        str(count),
+        method,
+        url,
+        str(body_bytes),
+    )
+    assert run.rc == 0, f"web_requests failed: {run.stderr}"
+    return json.loads(run.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -195,3 +215,170 @@ def test_a_login_gets_three_mails_an_hour_and_the_answer_does_not_tell(web, host
     time.sleep(5)
     mailed = [bool(host.run("grep -rlF -- %s %s", f"To: {sender}", sink).stdout.strip()) for sender in senders]
     assert mailed[0] and not mailed[-1], f"which of four requests in a row got a mail: {mailed}"
+
+
+def test_nginx_reads_no_secret_of_the_service_and_reaches_it_through_its_socket(web, host):
+    """nginx's user is in the socket's group only: code running as it (an nginx
+    bug, a webmail on the host) cannot read the session signing key, the
+    configuration or the store, and the service still answers through nginx."""
+    variables = host.ansible.get_variables()
+    store = variables.get("submission_validation_store", "/var/lib/sender-validation/senders.sqlite")
+    secrets = ["/etc/sender-validation/secret_key", "/etc/sender-validation/config.json"]
+    # In fleet mode the store is the database's, and the service has a passfile.
+    secrets += [path for path in (store, "/etc/sender-validation/pgpass") if host.file(path).exists]
+    for path in secrets:
+        read = host.run("runuser -u www-data -- cat %s", path)
+        assert read.rc != 0 and not read.stdout, f"www-data read {path}"
+        assert host.run("cat %s", path).rc == 0, f"{path} is not there to protect"
+    page = web.session().call("GET", "/login")
+    assert page["status"] == 200 and 'name="password"' in page["body"], page
+
+
+def test_the_service_sends_mail_as_its_own_address_only(host, deployment):
+    """The validation service's user may give sendmail its no-reply address,
+    never a user's: a takeover of the service cannot send as the users."""
+    variables = host.ansible.get_variables()
+    no_reply = variables.get("submission_validation_no_reply", f"no-reply@{deployment.domain}")
+    message = f"From: {no_reply}\nTo: {deployment.recipient}\nSubject: sender check\n\nA test.\n"
+    sendmail = "printf %%s %s | runuser -u sender-validation -- /usr/sbin/sendmail -i -f %s -- %s"
+    as_user = host.run(sendmail, message, deployment.accounts[0].address, deployment.recipient)
+    assert as_user.rc != 0 and "not authorized" in as_user.stderr, f"sent as a user: {as_user.rc} {as_user.stderr}"
+    as_itself = host.run(sendmail, message, no_reply, deployment.recipient)
+    assert as_itself.rc == 0, f"the service could not send as {no_reply}: {as_itself.stderr}"
+
+
+def test_logins_waiting_on_dovecots_penalty_do_not_hold_the_service(web, deployment):
+    """Three clients whose wrong passwords Dovecot answers slowly (its failure
+    penalty, seconds each) hold one thread each, not the service: a right
+    password from another address gets in within 5 s meanwhile."""
+    attackers = [web.session(source=unseen_loopback_address()) for _ in range(3)]
+
+    def fail(session):
+        return session.post_form(
+            "/login", "/login", login="nobody-here", password=f"wrong-{uuid.uuid4().hex}", next=""
+        )["status"]
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        # A first failure each, so that the next ones meet the penalty.
+        assert list(pool.map(fail, attackers)) == [401] * 3
+        slow = [pool.submit(fail, session) for session in attackers]
+        time.sleep(0.5)  # the three are on their way: Dovecot's delay is seconds
+        start = time.monotonic()
+        web.session(source=unseen_loopback_address()).log_in(deployment.accounts[0])
+        took = time.monotonic() - start
+        assert [future.result() for future in slow] == [401] * 3
+    assert took < 5, f"a right password took {took:.1f} s while three wrong ones waited on Dovecot"
+
+
+def test_nginx_answers_429_past_the_login_and_api_bursts_of_one_address(web, host):
+    """A burst of login POSTs (its GETs do not count) and API calls from one
+    address is served, as many users behind one NAT would make; past it, 429."""
+    variables = host.ansible.get_variables()
+    login_burst = int(variables.get("submission_validation_login_burst", 30))
+    api_burst = int(variables.get("submission_validation_api_burst", 50))
+    pages = web_requests(host, web.base_url + "/login", login_burst + 10)["statuses"]
+    assert 429 not in pages, f"the login page's GETs were limited: {pages}"
+    logins = web_requests(host, web.base_url + "/login", login_burst + 10, method="POST")["statuses"]
+    assert 429 not in logins[:login_burst] and logins[-1] == 429, f"login POSTs: {logins}"
+    calls = web_requests(host, web.base_url + "/api/senders", api_burst + 20)["statuses"]
+    assert 429 not in calls[:api_burst] and calls[-1] == 429, f"API calls: {calls}"
+
+
+def tls_handshake(host, web, *options):
+    name = web.base_url.removeprefix("https://")
+    host_name = name.split(":")[0]
+    connect = name if ":" in name else f"{name}:443"
+    args = ["-connect", connect, "-servername", host_name, *options]
+    return host.run("echo | openssl s_client " + " ".join(["%s"] * len(args)), *args)
+
+
+def test_nginx_offers_forward_secret_aead_suites_only_and_no_tickets_or_version(web, host):
+    # CBC suites, and static RSA key exchange (no forward secrecy).
+    not_offered = [
+        "ECDHE-ECDSA-AES128-SHA",
+        "ECDHE-ECDSA-AES256-SHA",
+        "ECDHE-ECDSA-AES128-SHA256",
+        "ECDHE-ECDSA-AES256-SHA384",
+        "ECDHE-RSA-AES128-SHA",
+        "ECDHE-RSA-AES256-SHA",
+        "ECDHE-RSA-AES128-SHA256",
+        "ECDHE-RSA-AES256-SHA384",
+        "AES128-SHA",
+        "AES256-SHA",
+        "AES128-GCM-SHA256",
+    ]
+    refused = tls_handshake(host, web, "-tls1_2", "-cipher", ":".join(not_offered))
+    assert refused.rc != 0 and "-----BEGIN CERTIFICATE-----" not in refused.stdout, (
+        f"a CBC or static-RSA suite was accepted: {refused.stdout[-800:]}"
+    )
+    aead = tls_handshake(host, web, "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256")
+    assert aead.rc == 0 and re.search(r"Cipher is ECDHE-(ECDSA|RSA)-AES128-GCM-SHA256", aead.stdout), aead.stdout
+    assert "TLS session ticket:" not in aead.stdout, "nginx issues TLS session tickets"
+    server = web_requests(host, web.base_url + "/login", 1)["server"]
+    assert server == "nginx", f"the Server header tells the version: {server}"
+
+
+def test_no_confirmation_token_reaches_nginxs_logs(web, host):
+    """nginx logs errors with their request line: an oversized request (413) to
+    a confirmation link, and to the login page with the link in next=, leave
+    no token in its logs."""
+    token = secrets.token_urlsafe(32)
+    for path in (f"/confirm/{token}", f"/login?next=/confirm/{token}"):
+        answers = web_requests(host, web.base_url + path, 1, method="POST", body_bytes=20000)["statuses"]
+        assert answers == [413], f"POST {path} with 20 kB: {answers}"
+    logs = host.run("journalctl --no-pager -u nginx; cat /var/log/nginx/*.log 2>/dev/null")
+    assert token not in logs.stdout, "a confirmation token reached nginx's logs"
+
+
+def served_serial(host, web, key_type):
+    handshake = tls_handshake(host, web, "-sigalgs", "ECDSA+SHA256" if key_type == "ecdsa" else "RSA+SHA256")
+    found = re.search(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", handshake.stdout, re.S)
+    assert found, f"no certificate served: {handshake.stderr[-400:]}"
+    return host.check_output("echo %s | openssl x509 -noout -serial", found.group(0))
+
+
+def wait_for_serial(host, web, key_type, serial, timeout=10):
+    deadline = time.monotonic() + timeout
+    while (served := served_serial(host, web, key_type)) != serial and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return served
+
+
+def test_nginx_serves_a_renewed_certificate(web, host):
+    """A chain replaced as the certbot deploy hook and the TLS role replace it
+    (submission-tls-install-chain, then submission-tls-reload-nginx) is what
+    nginx serves next: a new certificate from the local CA, then the old again."""
+    variables = host.ansible.get_variables()
+    if variables.get("submission_tls_source", "local_ca") != "local_ca":
+        pytest.skip("only the local CA can issue a certificate on the host")
+    name = web.base_url.removeprefix("https://").split(":")[0]
+    key_type = variables.get("submission_validation_key_type", "ecdsa")
+    tls_dir = variables.get("submission_tls_dir", "/etc/ssl/submission")
+    stem = f"{name}.{key_type}"
+    chain, key, cert = f"{tls_dir}/chains/{stem}.pem", f"{tls_dir}/private/{stem}.key", f"{tls_dir}/certs/{stem}.crt"
+    original = host.check_output("openssl x509 -noout -serial -in %s", cert)
+    assert served_serial(host, web, key_type) == original
+    work = host.check_output("mktemp -d /tmp/renewal.XXXXXX")
+    install = "/usr/local/sbin/submission-tls-install-chain %s %s %s && /usr/local/sbin/submission-tls-reload-nginx"
+    try:
+        host.check_output(
+            "printf 'subjectAltName=DNS:%%s\\nextendedKeyUsage=serverAuth\\n' %s > %s/ext && "
+            "openssl req -new -key %s -subj /CN=%s | openssl x509 -req -CA %s/ca.crt -CAkey %s/private/ca.key "
+            "-set_serial 0x$(openssl rand -hex 16) -days 397 -extfile %s/ext -out %s/new.crt",
+            name,
+            work,
+            key,
+            name,
+            tls_dir,
+            tls_dir,
+            work,
+            work,
+        )
+        renewed = host.check_output("openssl x509 -noout -serial -in %s/new.crt", work)
+        assert renewed != original
+        assert host.check_output(install, chain, key, f"{work}/new.crt").endswith("reloaded nginx")
+        assert wait_for_serial(host, web, key_type, renewed) == renewed, "nginx still serves the old certificate"
+    finally:
+        host.run(install, chain, key, cert)
+        host.run("rm -rf %s", work)
+    assert wait_for_serial(host, web, key_type, original) == original, "nginx does not serve the original again"
