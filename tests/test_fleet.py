@@ -215,6 +215,37 @@ def test_a_newly_hosted_domain_is_its_owners_and_no_longer_its_old_validators(fl
         _db_rows(fleet, f"DELETE FROM validated_senders WHERE sender = '{address}'")  # noqa: S608
 
 
+def test_a_changed_password_or_a_removed_account_ends_its_web_sessions_and_no_others(whole_fleet):
+    """The web service finds a session by its row in web_sessions: a new password
+    (as fleet_accounts or an administrator's psql writes it) or the account's
+    removal deletes the login's rows in the same transaction; the same password
+    written again, and other logins, keep theirs."""
+    fleet, tag = whole_fleet, uuid.uuid4().hex[:12]
+    login, other = f"sessions-{tag}@runbox.com", f"others-{tag}@runbox.com"
+    old_hash, new_hash = f"$6$old{tag}$x", f"$6$new{tag}$x"
+
+    def sessions(of):
+        # The test's own names, no input.
+        return _db_rows(fleet, f"SELECT count(*) FROM web_sessions WHERE login = '{of}'")  # noqa: S608
+
+    # The test's own names and hashes, no input.
+    _db_rows(fleet, f"INSERT INTO accounts VALUES ('{login}', '{old_hash}'), ('{other}', '{old_hash}')")  # noqa: S608
+    try:
+        for each, n in ((login, 1), (login, 2), (other, 1)):
+            row = f"('{tag}-{each}-{n}', '{each}', 0, 9999999999)"
+            _db_rows(fleet, f"INSERT INTO web_sessions VALUES {row}")  # noqa: S608
+        _db_rows(fleet, f"UPDATE accounts SET password_hash = '{old_hash}' WHERE login = '{login}'")  # noqa: S608
+        assert sessions(login) == "2", "the same password written again ended the sessions"
+        _db_rows(fleet, f"UPDATE accounts SET password_hash = '{new_hash}' WHERE login = '{login}'")  # noqa: S608
+        assert sessions(login) == "0", "a changed password left the login's web sessions"
+        assert sessions(other) == "1", "another login's session ended with it"
+        _db_rows(fleet, f"DELETE FROM accounts WHERE login = '{other}'")  # noqa: S608
+        assert sessions(other) == "0", "a removed account kept its web session"
+    finally:
+        _db_rows(fleet, f"DELETE FROM accounts WHERE login IN ('{login}', '{other}')")  # noqa: S608
+        _db_rows(fleet, f"DELETE FROM web_sessions WHERE id_sha256 LIKE '{tag}-%'")  # noqa: S608
+
+
 def test_the_pairs_postfix_reads_are_the_inventorys(fleet):
     """The view holds each account, alias, owned domain and validated sender."""
     expected = {

@@ -382,3 +382,42 @@ def test_nginx_serves_a_renewed_certificate(web, host):
         host.run(install, chain, key, cert)
         host.run("rm -rf %s", work)
     assert wait_for_serial(host, web, key_type, original) == original, "nginx does not serve the original again"
+
+
+def test_a_copied_cookie_is_refused_after_logout_and_after_the_logins_sessions_end(web, host, deployment):
+    """A session lives in the store: logging out ends it for every copy of its
+    cookie, and sender-validation-end-sessions (which submission_sasl runs when
+    a password changes or an account goes) ends every session of the login and
+    no other login's."""
+    account, other = deployment.accounts[0], deployment.accounts[1]
+    # A client address of its own: no other test's logins count in nginx's limit.
+    source = unseen_loopback_address()
+
+    def logged_in(browser, who=account):
+        page = browser.call("GET", "/")
+        assert page["status"] in (200, 302), page
+        return page["status"] == 200 and who.address in page["body"]
+
+    def copy_of(browser):
+        jar = f"{web.jar_dir}/{uuid.uuid4().hex}.jar"
+        host.check_output("cp %s %s", browser.jar, jar)
+        return WebSession(web, jar, source)
+
+    browser = web.session(source)
+    browser.log_in(account)
+    stolen = copy_of(browser)
+    assert logged_in(stolen), "the copied cookie did not work before logout"
+    assert browser.post_form("/", "/logout")["status"] == 302
+    assert not logged_in(stolen), "a cookie copied before logout still works after it"
+
+    first, second, bystander = web.session(source), web.session(source), web.session(source)
+    first.log_in(account)
+    second.log_in(account)
+    bystander.log_in(other)
+    stolen = copy_of(first)
+    assert logged_in(stolen) and logged_in(bystander, other), "the sessions did not work before they ended"
+    ended = host.run("/usr/local/sbin/sender-validation-end-sessions %s", account.address)
+    assert ended.rc == 0 and f"{account.address}: 2 web session(s) ended" in ended.stdout, ended
+    for each in (first, second, stolen):
+        assert not logged_in(each), "a session of the login outlived end-sessions"
+    assert logged_in(bystander, other), "another login's session ended with it"

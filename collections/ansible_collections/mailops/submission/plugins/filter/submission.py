@@ -19,6 +19,9 @@ description:
     the primary domain or another account's domain owned, an address with two owners unless shared, an external or
     validated address inside the provider's domains), each naming the account and the key.
   - C(account_problems) lists what is wrong with each account, named by address only, never by its secrets.
+  - C(users_file_lines) gives the lines of Dovecot's users file for the accounts (a canonical line each, and one for
+    the bare login of a primary-domain address).
+  - C(credential_changes) gives the canonical logins of a users file whose password the accounts change or drop.
   - C(store_query) gives the query Postfix's sqlite or pgsql table makes in the validated-senders store.
   - C(served_listeners) gives each listener's host name, ports and TLS mode, as a mail client needs them.
   - C(lmdb_table_files) gives the files of C(lmdb:/path) tables, for the header-From milter, which reads them itself;
@@ -47,8 +50,10 @@ from ansible_collections.mailops.submission.plugins.module_utils.account_rules i
     account_problems,
     allowlist_account_entries,
     allowlist_validated_entries,
+    credential_changes,
     hosted_domains,
     identity_problems,
+    users_file_lines,
 )
 from ansible_collections.mailops.submission.plugins.module_utils.certificate_names import certificate_matches
 from ansible_collections.mailops.submission.plugins.module_utils.client_networks import (
@@ -110,6 +115,8 @@ class FilterModule:
                 account_problems,
                 hosted_domains,
                 identity_problems,
+                users_file_lines,
+                credential_changes,
                 certificate_matches,
                 exemption_problems,
                 postfwd_rules,

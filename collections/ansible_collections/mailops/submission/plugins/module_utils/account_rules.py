@@ -127,6 +127,43 @@ def hosted_domains(accounts, primary_domain):
     return sorted(domains)
 
 
+def dovecot_password(password_hash):
+    """The password field Dovecot reads: the hash with its {SCHEME}, {CRYPT} when it names none."""
+    return password_hash if password_hash.startswith("{") else "{CRYPT}" + password_hash
+
+
+def users_file_lines(accounts, primary_domain):
+    """The passwd-file lines of submission_sasl's users file: ``login:password::::::user=canonical``.
+
+    Dovecot turns '%' into '@' and lower-cases a login before it looks it up;
+    an address of the primary domain also has a line for its bare local part.
+    The user= field makes Dovecot answer with the canonical address, which
+    Postfix logs as sasl_username.
+    """
+    lines = []
+    for account in sorted(accounts, key=lambda account: account["address"].lower()):
+        address = account["address"].lower()
+        password = dovecot_password(account["password_hash"])
+        local, domain = address.rsplit("@", 1)
+        keys = [address] + ([local] if domain == primary_domain.lower() else [])
+        lines.extend(f"{key}:{password}::::::user={address}" for key in keys)
+    return lines
+
+
+def credential_changes(users_file_text, accounts):
+    """The canonical logins of a users file (its text as it stands) whose password
+    the accounts change or that they no longer hold, sorted: their web sessions
+    must end. A login the file does not hold yet is not a change."""
+    before = {}
+    for line in (users_file_text or "").splitlines():
+        fields = line.split(":")
+        if line.startswith("#") or len(fields) < 3 or fields[-1] != f"user={fields[0]}":
+            continue
+        before[fields[0]] = fields[1]
+    after = {account["address"].lower(): dovecot_password(account["password_hash"]) for account in accounts}
+    return sorted(login for login, password in before.items() if after.get(login) != password)
+
+
 def _key(value):
     """value as an allowlist key, or None when it is not one (account_problems names those)."""
     try:

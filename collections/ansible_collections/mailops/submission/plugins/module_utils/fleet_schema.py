@@ -135,6 +135,27 @@ MIGRATIONS = [
                 FOR EACH ROW EXECUTE FUNCTION prune_validated_at_hosted_domain()""",
         ],
     ),
+    (
+        # A changed password, or an account that goes, ends the login's web
+        # sessions (the store's web_sessions) in the writer's transaction, as
+        # the single host's play does (sender-validation-end-sessions).
+        102,
+        [
+            """CREATE FUNCTION end_web_sessions() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    DELETE FROM web_sessions WHERE login = OLD.login;
+                    RETURN NULL;
+                END
+            $$""",
+            "REVOKE ALL ON FUNCTION end_web_sessions() FROM PUBLIC",
+            """CREATE TRIGGER accounts_password_ends_web_sessions AFTER UPDATE OF login, password_hash ON accounts
+                FOR EACH ROW
+                WHEN (OLD.login IS DISTINCT FROM NEW.login OR OLD.password_hash IS DISTINCT FROM NEW.password_hash)
+                EXECUTE FUNCTION end_web_sessions()""",
+            """CREATE TRIGGER accounts_removal_ends_web_sessions AFTER DELETE ON accounts
+                FOR EACH ROW EXECUTE FUNCTION end_web_sessions()""",
+        ],
+    ),
 ]
 
 # The logins that may send as a key; several rows join with commas, as
