@@ -96,8 +96,11 @@ def _transaction(client, case, result):
     if "data" in case:
         # data_fill pads the message to that many bytes more, made here, not sent as an argument.
         fill = ("x" * 998 + "\r\n") * (case.get("data_fill", 0) // 1000 + 1) if case.get("data_fill") else ""
+        started = time.monotonic()
         try:
             result["data"] = _reply(client.data((case["data"] + fill).encode()))
+            # From the DATA command to the answer after the message.
+            result["data_seconds"] = round(time.monotonic() - started, 3)
         except smtplib.SMTPDataError as refused:
             # The DATA command itself refused (smtpd_data_restrictions: a per-login limit).
             result["data"] = _reply((refused.smtp_code, refused.smtp_error))

@@ -181,10 +181,13 @@ def test_each_service_role_may_do_what_its_service_needs_and_nothing_more(fleet,
         assert answer.get("sqlstate") == INSUFFICIENT_PRIVILEGE, f"{user} must not: {statement}: {answer}"
 
 
-@pytest.mark.parametrize("sender", ["@gmail.example", "Not An Address@gmail.example"])
+@pytest.mark.parametrize(
+    "sender", ["@gmail.example", "Not An Address@gmail.example", "=?utf-8?q?x?=@gmail.example", "sales@hosted.example"]
+)
 def test_the_validation_services_role_may_insert_addresses_only(fleet, sender):
-    """As on a single host, a validated sender is one address: a row for a whole
-    domain would let its login send as anyone there."""
+    """As on a single host, a validated sender is one plain address outside the
+    hosted domains: a row for a whole domain would let its login send as anyone
+    there, one at a hosted domain as its owner's addresses."""
     # The test's own constants, no input.
     statement = f"INSERT INTO validated_senders VALUES ('{sender}', 'alice@runbox.com', 'user', 0)"  # noqa: S608
     answer = fleet.as_role("submission_validation", statement)

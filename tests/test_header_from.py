@@ -118,6 +118,36 @@ def test_sender_and_nul_are_judged_too(probe, deployment):
     assert 500 <= nul[0] < 600, nul
 
 
+def folded(text, width=900):
+    """text as one header value folded into lines of at most width characters."""
+    return "\r\n ".join(text[i : i + width] for i in range(0, len(text), width))
+
+
+def test_long_author_headers_are_refused_unread_and_the_next_message_passes(probe, deployment):
+    """A From header of 100 kB, or 20 kB of quotes, once held the milter's one
+    thread for minutes: both, and the next sender's message, got 451 (issue 21).
+    Past RFC 5322's 998 characters a header is refused without being read, and
+    an ordinary message sent after them is accepted."""
+    account = deployment.accounts[0]
+    endpoint = deployment.first_endpoint_of_each_listener()[0]
+    body = f"To: <{deployment.recipient}>\r\nSubject: long authors\r\n\r\nA line.\r\n"
+
+    def sent(headers):
+        return authenticated(endpoint, account, deployment.recipient, data=headers + body)
+
+    own = f"From: {account.address}\r\n"
+    long_headers = {
+        "From": f"From: {folded('(c)' * 33000)}\r\n",
+        "Sender": own + f"Sender: {folded(chr(34) * 20000)}\r\n",
+    }
+    for name, result in zip(long_headers, probe.run([sent(each) for each in long_headers.values()]), strict=True):
+        answer = result.get("data") or [0, str(result)]
+        print(f"{name}: {answer[0]} after {result.get('data_seconds')} s")
+        assert answer[0] == 550 and f"the {name} header is" in answer[1] and "at most 998" in answer[1], answer
+    honest = probe.one(sent(own))
+    assert (honest.get("data") or [0])[0] == 250, honest
+
+
 @pytest.fixture
 def milter_stopped(host):
     with host.sudo():

@@ -15,7 +15,7 @@ import time
 import uuid
 
 import pytest
-from host_probe import host_program
+from host_probe import host_program, wait_for_sink
 from smtp_load import unseen_loopback_address
 from validation_flow import confirmation_link, new_address, rcpt_code
 
@@ -234,17 +234,35 @@ def test_nginx_reads_no_secret_of_the_service_and_reaches_it_through_its_socket(
     assert page["status"] == 200 and 'name="password"' in page["body"], page
 
 
-def test_the_service_sends_mail_as_its_own_address_only(host, deployment):
+def test_the_service_sends_mail_as_its_own_address_only(host, deployment, sink):
     """The validation service's user may give sendmail its no-reply address,
-    never a user's: a takeover of the service cannot send as the users."""
+    never a user's, and its mail may show no other From: a takeover of the
+    service cannot send as the users, in the envelope or in the header."""
     variables = host.ansible.get_variables()
     no_reply = variables.get("submission_validation_no_reply", f"no-reply@{deployment.domain}")
-    message = f"From: {no_reply}\nTo: {deployment.recipient}\nSubject: sender check\n\nA test.\n"
+    user = deployment.accounts[0].address
     sendmail = "printf %%s %s | runuser -u sender-validation -- /usr/sbin/sendmail -i -f %s -- %s"
-    as_user = host.run(sendmail, message, deployment.accounts[0].address, deployment.recipient)
+
+    def message(author, token):
+        return f"From: {author}\nTo: {deployment.recipient}\nSubject: sender check {token}\n\nA test.\n"
+
+    as_user = host.run(sendmail, message(user, "envelope"), user, deployment.recipient)
     assert as_user.rc != 0 and "not authorized" in as_user.stderr, f"sent as a user: {as_user.rc} {as_user.stderr}"
-    as_itself = host.run(sendmail, message, no_reply, deployment.recipient)
+    showing, itself = uuid.uuid4().hex, uuid.uuid4().hex
+    local, domain = user.split("@")
+    shown = f"{local}+{showing}@{domain}"
+    assert host.run(sendmail, message(f"Alice <{shown}>", showing), no_reply, deployment.recipient).rc == 0
+    as_itself = host.run(sendmail, message(f"Runbox <{no_reply}>", itself), no_reply, deployment.recipient)
     assert as_itself.rc == 0, f"the service could not send as {no_reply}: {as_itself.stderr}"
+    arrived = wait_for_sink(host, sink, itself)
+    assert arrived is not None and no_reply in arrived["From"], "the service's own mail did not arrive"
+    refused = host.run(
+        "for i in $(seq 40); do journalctl --no-pager -o cat --since=-15min | grep -F %s | grep -F milter-reject"
+        " && exit 0; sleep 0.5; done; exit 1",
+        f"<{shown}> is not one that {no_reply} may show",
+    )
+    assert refused.rc == 0, f"the service's mail showing {shown} was not refused by the From check"
+    assert host.run("grep -rl %s %s/new", showing, sink).rc != 0, "the mail showing a user's From arrived"
 
 
 def test_logins_waiting_on_dovecots_penalty_do_not_hold_the_service(web, deployment):
@@ -278,10 +296,12 @@ def test_nginx_answers_429_past_the_login_and_api_bursts_of_one_address(web, hos
     api_burst = int(variables.get("submission_validation_api_burst", 50))
     pages = web_requests(host, web.base_url + "/login", login_burst + 10)["statuses"]
     assert 429 not in pages, f"the login page's GETs were limited: {pages}"
+    # Sent faster than the steady rate refills: past the burst some get 429
+    # however slow the host (the API's 10 a second refill while they are sent).
     logins = web_requests(host, web.base_url + "/login", login_burst + 10, method="POST")["statuses"]
-    assert 429 not in logins[:login_burst] and logins[-1] == 429, f"login POSTs: {logins}"
-    calls = web_requests(host, web.base_url + "/api/senders", api_burst + 20)["statuses"]
-    assert 429 not in calls[:api_burst] and calls[-1] == 429, f"API calls: {calls}"
+    assert 429 not in logins[:login_burst] and 429 in logins[login_burst:], f"login POSTs: {logins}"
+    calls = web_requests(host, web.base_url + "/api/senders", 2 * api_burst + 40)["statuses"]
+    assert 429 not in calls[:api_burst] and 429 in calls[api_burst:], f"API calls: {calls}"
 
 
 def tls_handshake(host, web, *options):
@@ -417,7 +437,9 @@ def test_a_copied_cookie_is_refused_after_logout_and_after_the_logins_sessions_e
     stolen = copy_of(first)
     assert logged_in(stolen) and logged_in(bystander, other), "the sessions did not work before they ended"
     ended = host.run("/usr/local/sbin/sender-validation-end-sessions %s", account.address)
-    assert ended.rc == 0 and f"{account.address}: 2 web session(s) ended" in ended.stdout, ended
+    # Two of this test's, and any that other tests left open for the login.
+    count = re.fullmatch(rf"{re.escape(account.address)}: (\d+) web session\(s\) ended\n", ended.stdout)
+    assert ended.rc == 0 and count and int(count[1]) >= 2, ended
     for each in (first, second, stolen):
         assert not logged_in(each), "a session of the login outlived end-sessions"
     assert logged_in(bystander, other), "another login's session ended with it"

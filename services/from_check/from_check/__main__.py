@@ -26,6 +26,10 @@ OPTIONAL = {
     "display_addresses": bool,
     # The fleet database (libpq connection string, password in a passfile).
     "database": (str, type(None)),
+    # Postfix's non_smtpd_milters socket, and for the local mail it judges:
+    # envelope sender -> the addresses its author headers may show.
+    "local_socket": (str, type(None)),
+    "local_senders": dict,
 }
 
 
@@ -38,6 +42,9 @@ def load(path):
     for name, kinds in OPTIONAL.items():
         if name in config and not isinstance(config[name], kinds):
             raise ValueError(f"{path}: {name!r} has the wrong type: {config[name]!r}")
+    for sender, addresses in config.get("local_senders", {}).items():
+        if not isinstance(addresses, list) or not all(isinstance(each, str) and "@" in each for each in addresses):
+            raise ValueError(f"{path}: local_senders[{sender!r}] must be a list of addresses: {addresses!r}")
     unknown = sorted(set(config) - set(REQUIRED) - set(OPTIONAL))
     if unknown:
         raise ValueError(f"{path}: unknown settings {unknown}")

@@ -30,11 +30,16 @@ class FromCheck:
     check lets through (a list server, a monitoring account).
     """
 
-    def __init__(self, maps, send_as_anyone=(), delimiter="+", display_addresses=False):
+    def __init__(self, maps, send_as_anyone=(), delimiter="+", display_addresses=False, local_senders=None):
         self.maps = list(maps)
         self.send_as_anyone = frozenset(login.lower() for login in send_as_anyone)
         self.delimiter = delimiter
         self.display_addresses = display_addresses
+        # Local mail: envelope sender -> the addresses its author headers may show.
+        self.local_senders = {
+            sender.lower(): frozenset(address.lower() for address in addresses)
+            for sender, addresses in (local_senders or {}).items()
+        }
 
     @classmethod
     def from_config(cls, config):
@@ -57,7 +62,24 @@ class FromCheck:
             config.get("send_as_anyone", ()),
             config.get("recipient_delimiter", "+"),
             config.get("display_addresses", False),
+            config.get("local_senders", {}),
         )
+
+    def read_local(self, sender, headers):
+        """The verdict on local mail (sendmail's, no login): when its envelope
+        sender is one of local_senders, its author headers show only that
+        sender's addresses; other local mail passes. No table is asked."""
+        allowed = self.local_senders.get((sender or "").lower())
+        if allowed is None:
+            return ACCEPT
+        try:
+            authors = author_addresses(headers, self.display_addresses)
+        except FromError as exc:
+            return Verdict("refuse", f"{exc}")
+        for header, address in authors:
+            if address.lower() not in allowed:
+                return Verdict("refuse", f"the {header} header's address <{address}> is not one that {sender} may show")
+        return ACCEPT
 
     def verdict(self, login, headers):
         """The verdict on a message. headers: lower-case name -> values, the author headers at least."""

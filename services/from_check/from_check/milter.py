@@ -3,8 +3,8 @@
 The check needs little of the protocol: the login and the message's headers,
 then one answer at the end of the headers. So the milter asks Postfix for
 nothing else at negotiation (no connect, HELO, MAIL, RCPT, DATA or body
-events), for no reply to each header, and for one macro, ``{auth_authen}``,
-with the end of the headers. One thread serves every connection; every
+events), for no reply to each header, and for three macros with the end of
+the headers: ``{auth_authen}``, ``i`` and ``{mail_addr}``. One thread serves every connection; every
 packet a read brings is handled at once. In the load benchmark this costs
 0.4 ms of CPU a message (36 us of it this module's Python, the rest the
 event loop's system calls), where pymilter (libmilter, a thread a connection
@@ -21,6 +21,12 @@ header that is slow to read only its own session. Each step has a deadline
 (``deadline``, 5 s by default, inside Postfix's milter timeouts of 10 s):
 past it the message gets 451, whatever the thread is still doing.
 
+A second socket (``local_socket``) serves Postfix's non_smtpd_milters: mail
+that local users give sendmail, which carries no login. There a message whose
+envelope sender is one of ``local_senders`` (the validation service's no-reply
+address) may show only that sender's listed addresses in its author headers;
+other local mail (root's) passes.
+
 The packets, from libmilter's mfdef.h: a 4-byte length in network order, a
 command byte, its data. Strings are NUL-terminated.
 """
@@ -35,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from from_check.check import FromCheck, Verdict
-from from_check.header_from import AUTHOR_HEADERS
+from from_check.header_from import AUTHOR_HEADERS, MAX_RESENT
 
 VERSION = 6
 # Actions: the milter changes nothing in a message; it only names its macros.
@@ -55,7 +61,7 @@ STEPS = (
 )
 # The macros it asks for at the end of the headers (stage SMFIM_EOH).
 SMFIM_EOH = 6
-EOH_MACROS = b"{auth_authen} i"
+EOH_MACROS = b"{auth_authen} i {mail_addr}"
 # Postfix's commands and the milter's replies.
 OPTNEG, MACRO, HEADER, EOH, ABORT, QUIT, QUIT_NEW_CONNECTION = b"O", b"D", b"L", b"N", b"A", b"Q", b"K"
 ACCEPT, CONTINUE, REPLYCODE = b"a", b"c", b"y"
@@ -96,6 +102,9 @@ class Message:
     login: str | None
     headers: dict
     queue_id: str
+    # Local mail (the non_smtpd_milters socket): judged by its envelope sender.
+    local: bool = False
+    sender: str = ""
 
 
 class Judge:
@@ -113,7 +122,12 @@ class Judge:
         try:
             async with asyncio.timeout(self.deadline):
                 try:
-                    read = await loop.run_in_executor(self.readers, self.check.read, message.login, message.headers)
+                    if message.local:
+                        read = await loop.run_in_executor(
+                            self.readers, self.check.read_local, message.sender, message.headers
+                        )
+                    else:
+                        read = await loop.run_in_executor(self.readers, self.check.read, message.login, message.headers)
                 except Exception as exc:  # a parser's fault refuses the header, as a defect does
                     return Verdict("refuse", "the author headers cannot be read", repr(exc))
                 if isinstance(read, Verdict):
@@ -147,7 +161,8 @@ def macros_of(data):
 class Session:
     """One connection from Postfix: many messages, each its headers then one answer."""
 
-    def __init__(self):
+    def __init__(self, local=False):
+        self.local = local
         self.macros = {}
         self.headers = {}
 
@@ -157,15 +172,23 @@ class Session:
         if command == HEADER:
             name, _, rest = data.partition(b"\0")
             name = name.lower()
-            if name in AUTHOR_NAMES:
-                value = rest.rstrip(b"\0").decode("utf-8", "surrogateescape")
-                self.headers.setdefault(name.decode(), []).append(value)
+            # One more than author_addresses reads: enough for it to refuse
+            # the message, and a session's memory bounded however many come.
+            values = self.headers.setdefault(name.decode(), []) if name in AUTHOR_NAMES else None
+            if values is not None and len(values) <= MAX_RESENT:
+                values.append(rest.rstrip(b"\0").decode("utf-8", "surrogateescape"))
             return None
         if command == MACRO:
             self.macros.update(macros_of(data))
             return None
         if command == EOH:
-            message = Message(self.macros.get("{auth_authen}"), self.headers, self.macros.get("i", "-"))
+            message = Message(
+                self.macros.get("{auth_authen}"),
+                self.headers,
+                self.macros.get("i", "-"),
+                self.local,
+                self.macros.get("{mail_addr}", ""),
+            )
             self.reset()
             return message
         if command in (ABORT, QUIT_NEW_CONNECTION):
@@ -190,9 +213,9 @@ class MilterConnection(asyncio.Protocol):
     handled at once and the replies go out in one write; at the end of a
     message's headers, the packets after it wait for the verdict."""
 
-    def __init__(self, judge):
+    def __init__(self, judge, local=False):
         self.judge = judge
-        self.session = Session()
+        self.session = Session(local)
         self.buffer = bytearray()
         self.transport = None
         self.waiting = None
@@ -241,7 +264,7 @@ class MilterConnection(asyncio.Protocol):
 
     async def answer(self, message):
         verdict = await self.judge.verdict(message)
-        reply, log = decide(verdict, message.login)
+        reply, log = decide(verdict, f"local sender={message.sender or '<>'}" if message.local else message.login)
         if log:
             print(f"{message.queue_id}: {log}", file=sys.stderr, flush=True)
         self.waiting = None
@@ -253,20 +276,28 @@ class MilterConnection(asyncio.Protocol):
 async def serve(config, ready=None, stop=None):
     """Serve until stopped; ready and stop are threading.Events, for a caller in another thread."""
     judge = Judge(FromCheck.from_config(config), config.get("deadline", 5), config.get("lookup_threads", 8))
-    path = config["socket"].removeprefix("unix:")
-    if os.path.exists(path):
-        os.unlink(path)
-    server = await asyncio.get_running_loop().create_unix_server(lambda: MilterConnection(judge), path=path)
+    servers = []
     try:
-        async with server:
-            if ready is not None:
-                ready.set()
-            if stop is None:
-                await server.serve_forever()
-            else:
-                while not stop.is_set():
-                    await asyncio.sleep(0.05)
+        for name, local in (("socket", False), ("local_socket", True)):
+            if config.get(name):
+                path = config[name].removeprefix("unix:")
+                if os.path.exists(path):
+                    os.unlink(path)
+                servers.append(
+                    await asyncio.get_running_loop().create_unix_server(
+                        lambda local=local: MilterConnection(judge, local), path=path
+                    )
+                )
+        if ready is not None:
+            ready.set()
+        if stop is None:
+            await asyncio.gather(*(server.serve_forever() for server in servers))
+        else:
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
     finally:
+        for server in servers:
+            server.close()
         judge.close()
 
 

@@ -11,6 +11,7 @@ import math
 import os
 import socket
 import threading
+import time
 
 import lmdb
 
@@ -71,10 +72,19 @@ class LmdbTable:
 
 class ThreadConnections:
     """One connection a thread to a table's server, opened when first needed
-    and again once when a question meets a broken one (a restarted server)."""
+    and again once when a question meets a broken one (a restarted server).
+
+    A question the server does not answer in time is not asked again, and for
+    the next `timeout` seconds no thread asks that server: each question
+    raises TableError at once (a 4xx for the messages that need it), so a hung
+    server holds the lookup threads for one timeout, not for every message.
+    """
+
+    timeout = 5
 
     def __init__(self):
         self.local = threading.local()
+        self.quiet_until = 0.0
 
     def open(self):
         raise NotImplementedError
@@ -90,14 +100,20 @@ class ThreadConnections:
         if connection is not None:
             connection.close()
 
-    def twice(self, ask, errors, label):
+    def twice(self, ask, errors, label, timeouts=(TimeoutError,)):
         """ask(connection)'s answer; on one of errors, once more on a new
-        connection; TableError(label: ...) if that fails too."""
+        connection; TableError(label: ...) if that fails too, or at once on one
+        of timeouts, or while the server is given time after one."""
+        if time.monotonic() < self.quiet_until:
+            raise TableError(f"{label}: did not answer in time; asked again within {self.timeout:g} s")
         for attempt in (1, 2):
             try:
                 return ask(self.connection())
             except errors as exc:
                 self.drop()
+                if isinstance(exc, timeouts):
+                    self.quiet_until = time.monotonic() + self.timeout
+                    raise TableError(f"{label}: did not answer within {self.timeout:g} s") from exc
                 if attempt == 2:
                     raise TableError(f"{label}: {str(exc).strip()}") from exc
         return None
@@ -185,6 +201,10 @@ class PgsqlTable(ThreadConnections):
         import psycopg  # noqa: PLC0415
 
         rows = self.twice(
-            lambda connection: connection.execute(self.query, (key,)).fetchall(), psycopg.Error, "database"
+            lambda connection: connection.execute(self.query, (key,)).fetchall(),
+            psycopg.Error,
+            "database",
+            # The server cancelled the statement at statement_timeout.
+            timeouts=(psycopg.errors.QueryCanceled,),
         )
         return ",".join(row[0] for row in rows) or None

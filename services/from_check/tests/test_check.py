@@ -1,11 +1,13 @@
 """The verdict, against real lmdb tables (postmap's) and the real store's socketmap."""
 
 import os
+import socket
+import threading
 
 import pytest
 from from_check.check import FromCheck
 from from_check.sender_lookup import union
-from from_check.tables import LmdbTable, SocketmapTable
+from from_check.tables import LmdbTable, SocketmapTable, TableError
 
 ALICE, BOB, CAROL = "alice@runbox.com", "bob@hosted.example", "carol@runbox.com"
 
@@ -103,3 +105,33 @@ def test_the_first_map_holding_a_key_decides(tables, store_socket, validate):
     check = FromCheck(maps)
     assert check.verdict(ALICE, {"from": ["alice.inventory@gmail.example"]}).action == "accept"
     assert check.verdict(CAROL, {"from": ["alice.inventory@gmail.example"]}).action == "refuse"
+
+
+def test_a_store_that_does_not_answer_is_asked_once_and_then_left_alone(tmp_path):
+    """A question the store does not answer in time fails without a second try,
+    and the next questions fail at once for a while: a hung store holds the
+    lookup threads for one timeout, not for every message that needs it."""
+    path = str(tmp_path / "hung.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen(16)
+    questions = []
+
+    def take():
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            questions.append(connection.recv(4096))
+
+    threading.Thread(target=take, daemon=True).start()
+    try:
+        table = SocketmapTable(path, "senders", timeout=0.3)
+        with pytest.raises(TableError, match=r"did not answer within 0\.3 s"):
+            table("alice.ext@gmail.example")
+        with pytest.raises(TableError, match=r"did not answer in time; asked again within 0\.3 s"):
+            table("bob.ext@gmail.example")
+        assert [question.split(b":", 1)[1] for question in questions] == [b"senders alice.ext@gmail.example,"]
+    finally:
+        listener.close()

@@ -3,7 +3,7 @@ whatever dresses it, and nothing in the dressing that shows another address."""
 
 import pytest
 from from_check import header_from
-from from_check.header_from import MAX_LENGTH, FromError, author_addresses, header_mailbox
+from from_check.header_from import MAX_LENGTH, MAX_RESENT, FromError, author_addresses, header_mailbox
 
 
 @pytest.mark.parametrize(
@@ -89,6 +89,31 @@ def test_sender_and_resent_headers_are_read_by_the_same_rule():
         author_addresses({"from": ["alice@runbox.com"], "resent-from": ["alice@runbox.com, ceo@bank.example"]})
     with pytest.raises(FromError, match="no From header"):
         author_addresses({"sender": ["alice@runbox.com"]})
+
+
+def test_more_resent_headers_than_are_read_refuse_the_message_unread(monkeypatch):
+    """Each author header is bounded by MAX_LENGTH and their number too: 200
+    Resent-From headers of 975 characters took 4 s to read."""
+    resent = ["Alice <alice@runbox.com>"] * 3
+    headers = {"from": ["alice@runbox.com"], "resent-from": resent, "resent-sender": resent[:2]}
+    assert len(author_addresses(headers)) == 1 + MAX_RESENT
+    parsed = []
+    monkeypatch.setattr(header_from, "_read_mailbox", lambda *args: parsed.append(args))
+    headers["resent-sender"] = resent
+    with pytest.raises(FromError, match=f"more Resent-From and Resent-Sender headers than the {MAX_RESENT} read"):
+        author_addresses(headers)
+    assert parsed == [], "a header was read although the message is refused"
+
+
+def test_a_padded_header_is_read_and_kept_by_its_unfolded_value():
+    """100 kB of spaces after the address: read, and kept as the address alone
+    (4,096 such values once kept 400 MB)."""
+    header_from._read_mailbox.cache_clear()
+    padded = "alice@runbox.com" + " " * 100000
+    assert author_addresses({"from": [padded]}) == [("From", "alice@runbox.com")]
+    assert author_addresses({"from": ["alice@runbox.com"]}) == [("From", "alice@runbox.com")]
+    info = header_from._read_mailbox.cache_info()
+    assert (info.currsize, info.hits) == (1, 1), info
 
 
 @pytest.mark.parametrize("value", ['"' * 100000, "(c)" * 30000, '"' * 20000, "x" * 100000])

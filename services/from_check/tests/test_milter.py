@@ -10,6 +10,7 @@ import threading
 
 import pytest
 from from_check import milter
+from from_check.header_from import MAX_RESENT
 
 ALICE = "alice@runbox.com"
 # What Postfix 3.7 and 3.10 offer with milter_protocol = 6.
@@ -79,16 +80,17 @@ class Postfix:
         self.send(b"O", struct.pack("!III", 6, POSTFIX_ACTIONS, POSTFIX_STEPS))
         return self.receive()
 
-    def message(self, login, headers):
+    def message(self, login, headers, sender=None):
         """One message's headers and end of headers; the milter's reply."""
-        self.headers(login, headers)
+        self.headers(login, headers, sender)
         return self.receive()
 
-    def headers(self, login, headers):
+    def headers(self, login, headers, sender=None):
         """One message's headers and end of headers, its reply left to read."""
         for name, value in headers:
             self.send(b"L", name.encode() + b"\0" + value.encode() + b"\0")
         macros = b"i\0ABC123\0" + (b"{auth_authen}\0" + login.encode() + b"\0" if login else b"")
+        macros += b"{mail_addr}\0" + sender.encode() + b"\0" if sender is not None else b""
         self.send(b"D", b"N" + macros)
         self.send(b"N")
 
@@ -101,7 +103,7 @@ def test_negotiation_asks_only_for_headers_and_the_login(milter_socket):
     assert (version, actions) == (6, 0x100)
     # No connect, HELO, MAIL, RCPT, DATA, unknown or body events; no reply to headers.
     assert steps == 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x80 | 0x100 | 0x200
-    assert data[12:] == struct.pack("!I", 6) + b"{auth_authen} i\0"
+    assert data[12:] == struct.pack("!I", 6) + b"{auth_authen} i {mail_addr}\0"
 
 
 def test_negotiation_without_the_steps_it_needs_is_refused(milter_socket):
@@ -187,6 +189,23 @@ def test_long_from_headers_are_refused_at_once_and_hold_no_one_else(milter_socke
     assert (command, text[:38]) == (b"y", b"550 5.7.1 the Sender header is 20000 c")
 
 
+def test_many_resent_headers_are_refused_unread_and_hold_no_one_else(milter_socket):
+    """200 Resent-From headers of 975 characters each took 4 s to read on one of
+    the two reading threads; past MAX_RESENT the message is refused unread."""
+    attackers = [Postfix(milter_socket, timeout=2) for _ in range(3)]
+    honest = Postfix(milter_socket, timeout=2)
+    for postfix in [*attackers, honest]:
+        postfix.negotiate()
+    resent = [("Resent-From", "(c)" * 318 + f" <{ALICE}>")] * 200
+    for postfix in attackers:
+        postfix.headers(ALICE, [("From", ALICE), *resent])
+    assert honest.message(ALICE, [("From", "Alice <alice@runbox.com>")]) == (b"a", b"")
+    for postfix in attackers:
+        command, text = postfix.receive()
+        refusal = f"550 5.7.1 the message has more Resent-From and Resent-Sender headers than the {MAX_RESENT} read"
+        assert (command, text) == (b"y", refusal.encode() + b"\0")
+
+
 def test_a_hung_store_defers_only_the_messages_that_need_it(tables, hung_store, tmp_path):
     """A store (or database) that never answers: the messages whose sender only
     it can judge get 451 at the deadline; those the lmdb tables judge, and the
@@ -230,3 +249,36 @@ def test_a_connection_closed_while_its_verdict_is_pending_harms_no_one(tables, h
         staying = Postfix(path)
         staying.negotiate()
         assert staying.message(ALICE, [("From", "alice@runbox.com")]) == (b"a", b"")
+
+
+def test_local_mail_from_a_listed_sender_shows_only_its_addresses_and_other_local_mail_passes(
+    tables, store_socket, tmp_path
+):
+    """sendmail's mail (Postfix's non_smtpd_milters, a socket of its own) has no
+    login: the validation service's no-reply envelope sender may show only
+    itself, so a takeover of the service cannot show a user's From; root's
+    mail, with another envelope sender, passes."""
+    smtp, local = str(tmp_path / "milter.sock"), str(tmp_path / "local.sock")
+    no_reply = "no-reply@runbox.com"
+    config = {
+        "socket": f"unix:{smtp}",
+        "local_socket": f"unix:{local}",
+        "local_senders": {no_reply: [no_reply]},
+        "lmdb_tables": tables,
+        "store_socket": store_socket,
+    }
+    with serving(config):
+        postfix = Postfix(local)
+        postfix.negotiate()
+        assert postfix.message(None, [("From", f"Runbox <{no_reply}>")], no_reply) == (b"a", b"")
+        command, text = postfix.message(None, [("From", ALICE)], no_reply)
+        refusal = f"550 5.7.1 the From header's address <{ALICE}> is not one that {no_reply} may show"
+        assert (command, text) == (b"y", refusal.encode() + b"\0")
+        command, text = postfix.message(None, [("From", no_reply), ("Sender", ALICE)], no_reply.upper())
+        assert (command, text[:32]) == (b"y", b"550 5.7.1 the Sender header's ad")
+        assert postfix.message(None, [("From", "ceo@bank.example")], "root@mta.runbox.com") == (b"a", b"")
+        # The SMTP socket still needs a login.
+        smtpd = Postfix(smtp)
+        smtpd.negotiate()
+        command, text = smtpd.message(None, [("From", no_reply)], no_reply)
+        assert (command, text[:39]) == (b"y", b"550 5.7.1 the From header is checked fo")

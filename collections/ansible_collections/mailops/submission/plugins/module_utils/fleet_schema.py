@@ -138,9 +138,27 @@ MIGRATIONS = [
     (
         # A changed password, or an account that goes, ends the login's web
         # sessions (the store's web_sessions) in the writer's transaction, as
-        # the single host's play does (sender-validation-end-sessions).
+        # the single host's play does (sender-validation-end-sessions). A user's
+        # validated sender is never at a hosted domain nor holds an encoded
+        # word, whoever writes it: refused, not only skipped by the view.
         102,
         [
+            "DELETE FROM validated_senders WHERE position('=?' IN sender) > 0",
+            """ALTER TABLE validated_senders ADD CONSTRAINT validated_senders_no_encoded_word
+                CHECK (position('=?' IN sender) = 0)""",
+            """CREATE FUNCTION refuse_validated_at_hosted_domain() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF NEW.source = 'user' AND hosted_domain(split_part(NEW.sender, '@', 2)) THEN
+                        RAISE EXCEPTION 'validated_senders_not_at_hosted_domain: % is at a hosted domain', NEW.sender
+                            USING ERRCODE = 'check_violation';
+                    END IF;
+                    RETURN NEW;
+                END
+            $$""",
+            "REVOKE ALL ON FUNCTION refuse_validated_at_hosted_domain() FROM PUBLIC",
+            """CREATE TRIGGER validated_senders_not_at_hosted_domain
+                BEFORE INSERT OR UPDATE OF sender, source ON validated_senders
+                FOR EACH ROW EXECUTE FUNCTION refuse_validated_at_hosted_domain()""",
             """CREATE FUNCTION end_web_sessions() RETURNS trigger LANGUAGE plpgsql AS $$
                 BEGIN
                     DELETE FROM web_sessions WHERE login = OLD.login;

@@ -48,6 +48,7 @@ requirements:
   - Postfix's C(postmap) on the target, with support for the chosen map type (Debian packages
     C(postfix-lmdb), C(postfix-cdb)).
   - With O(database), psycopg 3 (Debian's C(python3-psycopg)) on the database host.
+  - For an internationalised domain, the C(idna) package (Debian's C(python3-idna)) on the target: IDNA 2008 / UTS 46.
 options:
   path:
     description:

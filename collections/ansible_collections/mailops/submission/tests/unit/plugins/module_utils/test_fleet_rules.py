@@ -186,7 +186,7 @@ def test_counts_after_a_partial_read_come_from_the_tables_totals():
 SHIPPED = {
     100: "0d11c23de62d506439121900475f18a86475dafd72e7d14fb837128d2a1ad8f3",
     101: "f6b60d818b132fd5ac5159517bf64caeb809add023cc84d8d18e969b9ad7d536",
-    102: "20b695cde1469fd7beba7291d7aa65cb074aae160795b4b5b4ca1888bb609c4c",
+    102: "4236770aff56cd1b49b9722e9c01673a16f6c8376f460deca10fb8347d023e56",
 }
 
 
