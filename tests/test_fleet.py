@@ -428,6 +428,22 @@ def test_the_allowlist_module_writes_nothing_for_a_bad_entry_nor_in_check_mode(w
     assert _db_rows(fleet, "SELECT count(*) FROM validated_senders") == before, "check mode or a bad entry wrote"
 
 
+def test_the_schema_module_in_check_mode_leaves_a_new_database_empty(whole_fleet):
+    """store_schema --check on a database without the schema reports every
+    migration and writes nothing, not even its schema_version table."""
+    fleet, name = whole_fleet, f"check_{uuid.uuid4().hex[:12]}"
+    fleet.db.check_output("runuser -u postgres -- createdb %s", name)
+    try:
+        checked = fleet.db.ansible("mailops.submission.store_schema", json.dumps({"database": name}), check=True)
+        assert checked["changed"] and checked["applied"][0] == 1 and 100 in checked["applied"], checked
+        tables = fleet.db.check_output(
+            "psql -U postgres -At -d %s -c %s", name, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        )
+        assert tables == "0", f"check mode left {tables} tables"
+    finally:
+        fleet.db.run("runuser -u postgres -- dropdb --if-exists %s", name)
+
+
 def test_the_accounts_module_writes_nothing_for_a_bad_hash_nor_in_check_mode(whole_fleet):
     fleet = whole_fleet
     module = "mailops.submission.fleet_accounts"

@@ -760,11 +760,14 @@ def main():
         required_one_of=[("path", "store", "database")],
         mutually_exclusive=[("path", "store", "database")],
     )
-    kind = next(key for key in ("store", "database", "path") if module.params[key])
+    # required_one_of counts an empty value as given: the one given is selected, then checked.
+    kind = next(key for key in ("store", "database", "path") if module.params[key] is not None)
     target = {kind: module.params[kind]}
     result = dict(target, changed=False, added=0, removed=0, rebuild="none")
     error = None
     try:
+        if not module.params[kind]:
+            raise TableError(f"{kind} is empty: name the {'database' if kind == 'database' else 'file'} to manage")
         if kind in ("store", "database"):
             entries = [normalize_entry(i, e) for i, e in enumerate(module.params["entries"])]
             result.update((update_store if kind == "store" else update_database)(module, entries))

@@ -73,31 +73,39 @@ from ansible_collections.mailops.submission.plugins.module_utils.validated_store
 
 
 def apply_migrations(connection, check_mode):
-    """The versions applied; each migration commits (or, in check mode, rolls back) on its own."""
+    """The versions applied (or, in check mode, that would be); each migration commits on its own.
+    Check mode tries the first missing one and rolls everything back, schema_version included."""
     applied = []
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY)")
         have = schema_versions(cursor)
+        if check_mode:
+            # Nothing stays: the table and the first missing migration are tried, then rolled back.
+            applied = [version for version, _ in sorted(STORE + FLEET) if version not in have]
+            if applied:
+                version, statements = next(m for m in sorted(STORE + FLEET) if m[0] == applied[0])
+                _run(cursor, connection, version, statements)
+            connection.rollback()
+            return applied, max(have | set(applied) or {0})
         connection.commit()
         for version, statements in sorted(STORE + FLEET, key=lambda migration: migration[0]):
             if version in have:
                 continue
-            for statement in statements:
-                try:
-                    cursor.execute(statement)
-                except psycopg.Error as exc:
-                    connection.rollback()
-                    first_line = statement.strip().splitlines()[0]
-                    raise DatabaseError(f"migration {version} failed at {first_line!r}: {exc}".strip()) from None
+            _run(cursor, connection, version, statements)
             cursor.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
             applied.append(version)
-            if check_mode:
-                # A later migration may need this one's tables: check mode stops here.
-                connection.rollback()
-                applied += [v for v, _ in sorted(STORE + FLEET) if v not in have and v not in applied]
-                break
             connection.commit()
     return applied, max(have | set(applied) or {0})
+
+
+def _run(cursor, connection, version, statements):
+    for statement in statements:
+        try:
+            cursor.execute(statement)
+        except psycopg.Error as exc:
+            connection.rollback()
+            first_line = statement.strip().splitlines()[0]
+            raise DatabaseError(f"migration {version} failed at {first_line!r}: {exc}".strip()) from None
 
 
 def main():
