@@ -9,6 +9,7 @@ The modules run on the database host; no password travels or is stored.
 
 from __future__ import annotations
 
+import contextlib
 import traceback
 
 try:
@@ -52,6 +53,34 @@ def connect(params):
             connection.close()
             raise DatabaseError(f"cannot SET ROLE {params['session_role']!r}: {exc}".strip()) from None
     return connection
+
+
+class TransactionOutcome:
+    """Set commit to true inside the block to commit; otherwise it is rolled back."""
+
+    commit = False
+
+
+@contextlib.contextmanager
+def transaction(connection, target):
+    """(cursor, outcome) in one transaction on connection, which is closed after:
+    committed when the block sets outcome.commit, rolled back otherwise (check
+    mode, nothing to change); a database error rolls back and raises
+    DatabaseError("<target> left unchanged: ..."). The driver's message can
+    quote a row: callers' rows name logins and addresses, never secrets."""
+    outcome = TransactionOutcome()
+    try:
+        with connection.cursor() as cursor:
+            yield cursor, outcome
+        if outcome.commit:
+            connection.commit()
+        else:
+            connection.rollback()
+    except psycopg.Error as exc:
+        connection.rollback()
+        raise DatabaseError(f"{target} left unchanged: {str(exc).strip()}") from None
+    finally:
+        connection.close()
 
 
 def schema_versions(cursor):

@@ -68,7 +68,7 @@ options:
     type: bool
     default: false
   database:
-    description: The database's name.
+    description: The fleet database whose accounts the module manages (its name).
     type: str
     required: true
 extends_documentation_fragment:
@@ -125,6 +125,7 @@ from ansible_collections.mailops.submission.plugins.module_utils.database_connec
     DatabaseError,
     connect,
     psycopg,
+    transaction,
 )
 from ansible_collections.mailops.submission.plugins.module_utils.fleet_accounts import (
     Account,
@@ -177,32 +178,23 @@ def run(module):
     params = module.params
     entries = normalize_accounts(params["accounts"])
     result = {}
-    connection = connect(params)
-    try:
-        with connection.cursor() as cursor:
-            plan = plan_accounts(read_accounts(cursor), entries, params["exclusive"])
-            result.update(
-                changed=plan.changed,
-                added=plan.added,
-                removed=plan.removed,
-                updated=plan.updated,
-                accounts=len(plan.desired),
-            )
-            if module._diff and plan.changed:
-                before, after = plan.diff()
-                result["diff"] = {"before_header": "accounts", "after_header": "accounts"}
-                result["diff"].update(before=before, after=after)
-            if plan.changed and not module.check_mode:
-                write_plan(cursor, plan)
-                connection.commit()
-            else:
-                connection.rollback()
-    except psycopg.Error as exc:
-        connection.rollback()
-        # The driver's message can quote a row; it names a login or a domain, never a hash.
-        raise DatabaseError(f"database {params['database']} left unchanged: {str(exc).strip()}") from None
-    finally:
-        connection.close()
+    # The driver's message can quote a row; it names a login or a domain, never a hash.
+    with transaction(connect(params), f"database {params['database']}") as (cursor, outcome):
+        plan = plan_accounts(read_accounts(cursor), entries, params["exclusive"])
+        result.update(
+            changed=plan.changed,
+            added=plan.added,
+            removed=plan.removed,
+            updated=plan.updated,
+            accounts=len(plan.desired),
+        )
+        if module._diff and plan.changed:
+            before, after = plan.diff()
+            result["diff"] = {"before_header": "accounts", "after_header": "accounts"}
+            result["diff"].update(before=before, after=after)
+        if plan.changed and not module.check_mode:
+            write_plan(cursor, plan)
+            outcome.commit = True
     return result
 
 

@@ -254,6 +254,7 @@ from ansible_collections.mailops.submission.plugins.module_utils.database_connec
     DatabaseError,
     connect,
     psycopg,
+    transaction,
 )
 from ansible_collections.mailops.submission.plugins.module_utils.sender_table import (
     Summary,
@@ -667,13 +668,9 @@ def update_database(module, entries):
     if psycopg is None:
         module.fail_json(msg=missing_required_lib("psycopg (python3-psycopg)"), exception=PSYCOPG_IMPORT_ERROR)
     request = store_request(params, entries)
-    try:
-        connection = connect(params)
-    except DatabaseError as exc:
-        raise TableError(str(exc)) from None
     target = f"database {params['database']}"
     try:
-        with connection.cursor() as cursor:
+        with transaction(connect(params), target) as (cursor, outcome):
             # Entries alone (no src, exclusive or logins): only their senders' rows matter.
             partial = not (request.exclusive or request.bulk_pairs or request.logins is not None)
             senders = {sender for sender, _, _ in request.entries} if partial else None
@@ -684,14 +681,9 @@ def update_database(module, entries):
             result = store_result(module, target, changes)
             if result["changed"] and not module.check_mode:
                 database_senders.write_changes(cursor, changes, int(time.time()))
-                connection.commit()
-            else:
-                connection.rollback()
-    except psycopg.Error as exc:
-        connection.rollback()
-        raise TableError(f"{target} left unchanged: {str(exc).strip()}") from None
-    finally:
-        connection.close()
+                outcome.commit = True
+    except DatabaseError as exc:
+        raise TableError(str(exc)) from None
     return result
 
 

@@ -31,7 +31,7 @@ requirements:
   - psycopg 3 (Debian's C(python3-psycopg)) on the database host.
 options:
   database:
-    description: The database's name.
+    description: The database to create or migrate the schema in (its name).
     type: str
     required: true
 extends_documentation_fragment:
