@@ -1,4 +1,4 @@
-"""How many lookups a second the fleet database answers, for README's capacity
+"""How many lookups a second the fleet database answers, for the capacity
 arithmetic: pgbench from Debian's PostgreSQL, on the database host, side by
 side with a `SELECT 1` baseline in the same run.
 
