@@ -96,9 +96,15 @@ def _transaction(client, case, result):
     if "data" in case:
         # data_fill pads the message to that many bytes more, made here, not sent as an argument.
         fill = ("x" * 998 + "\r\n") * (case.get("data_fill", 0) // 1000 + 1) if case.get("data_fill") else ""
+        data = case["data"]
+        # header_fills: {placeholder: [text, count]}: text repeated count times, folded
+        # into lines of 900 characters, made here (a long header exceeds an argument's limit).
+        for placeholder, (text, count) in case.get("header_fills", {}).items():
+            value = text * count
+            data = data.replace(placeholder, "\r\n ".join(value[i : i + 900] for i in range(0, len(value), 900)))
         started = time.monotonic()
         try:
-            result["data"] = _reply(client.data((case["data"] + fill).encode()))
+            result["data"] = _reply(client.data((data + fill).encode()))
             # From the DATA command to the answer after the message.
             result["data_seconds"] = round(time.monotonic() - started, 3)
         except smtplib.SMTPDataError as refused:
