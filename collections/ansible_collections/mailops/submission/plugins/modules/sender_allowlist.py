@@ -229,12 +229,16 @@ rebuild:
 """
 
 import gc
-import sqlite3
-import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.mailops.submission.plugins.module_utils import database_senders
-from ansible_collections.mailops.submission.plugins.module_utils.allowlist_backends.common import Request
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.mailops.submission.plugins.module_utils.allowlist_backends.common import (
+    MissingLibrary,
+    Request,
+)
+from ansible_collections.mailops.submission.plugins.module_utils.allowlist_backends.postgresql import DatabaseBackend
+from ansible_collections.mailops.submission.plugins.module_utils.allowlist_backends.sqlite_store import (
+    SqliteStoreBackend,
+)
 from ansible_collections.mailops.submission.plugins.module_utils.allowlist_backends.table_file import (
     MAP_SUFFIX,
     TableFileBackend,
@@ -242,137 +246,10 @@ from ansible_collections.mailops.submission.plugins.module_utils.allowlist_backe
 from ansible_collections.mailops.submission.plugins.module_utils.database_connection import (
     ARGUMENT_SPEC as DATABASE_ARGUMENT_SPEC,
 )
-from ansible_collections.mailops.submission.plugins.module_utils.database_connection import (
-    PSYCOPG_IMPORT_ERROR,
-    DatabaseError,
-    connect,
-    psycopg,
-    transaction,
-)
-from ansible_collections.mailops.submission.plugins.module_utils.sender_table import (
-    TableError,
-    normalize_entry,
-    normalize_login_param,
-)
-from ansible_collections.mailops.submission.plugins.module_utils.store_senders import (
-    StoreError,
-    StoreRequest,
-    keep_owner,
-    open_store,
-    plan_changes,
-    read_rows,
-    write_changes,
-)
-from ansible_collections.mailops.submission.plugins.module_utils.table_source import parse_table
+from ansible_collections.mailops.submission.plugins.module_utils.sender_table import TableError
 
-
-def store_src_pairs(params):
-    """The pairs of src for the store (addresses only), or an empty set."""
-    if not params["src"]:
-        return set()
-    try:
-        with open(params["src"], encoding="utf-8") as handle:
-            bulk = parse_table(handle.read(), f"src {params['src']}")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TableError(f"src {params['src']!r} cannot be read: {exc}") from None
-    pairs = {(sender, login) for sender, logins in bulk.items() for login in logins.split(",")}
-    domain_keys = sorted(sender for sender, _ in pairs if sender.startswith("@"))
-    if domain_keys:
-        raise TableError(f"src {params['src']}: the store holds addresses, not @domain keys ({domain_keys[0]})")
-    return pairs
-
-
-def store_logins(params, entries, bulk_pairs):
-    """The logins option, normalised (None when unset); a pair to add for another login is an error."""
-    if params["logins"] is None:
-        return None
-    logins = {normalize_login_param(index, login) for index, login in enumerate(params["logins"])}
-    for index, (sender, login, state) in enumerate(entries):
-        if state == "present" and login not in logins:
-            raise TableError(f"entries[{index}] (sender {sender!r}): login {login!r} is not among logins")
-    for sender, login in sorted(bulk_pairs):
-        if login not in logins:
-            raise TableError(f"src {params['src']}: {sender} {login}: login {login!r} is not among logins")
-    return logins
-
-
-def store_request(params, entries):
-    """The StoreRequest of a run on the SQLite store or the fleet database; TableError for bad input."""
-    for index, (sender, _login, _state) in enumerate(entries):
-        if sender.startswith("@"):
-            raise TableError(f"entries[{index}] (sender {sender!r}): the store holds addresses, not @domain keys")
-    bulk_pairs = store_src_pairs(params)
-    return StoreRequest(entries, bulk_pairs, params["exclusive"], store_logins(params, entries, bulk_pairs))
-
-
-def store_result(module, target, changes):
-    """The module's results for a store plan (either backend)."""
-    result = {
-        "changed": bool(changes.insert or changes.delete),
-        "added": len(changes.insert),
-        "removed": len(changes.delete),
-        "pairs": changes.pairs,
-        "keys": changes.keys,
-    }
-    if module._diff:
-        result["diff"] = {
-            "before_header": f"{target} (pairs removed)",
-            "after_header": f"{target} (pairs added)",
-            "before": "".join(f"{s} {lg}\n" for s, lg in sorted(changes.delete)[:1000]),
-            "after": "".join(f"{s} {lg}\n" for s, lg in sorted(changes.insert)[:1000]),
-        }
-    return result
-
-
-def update_store(module, entries):
-    """The store's changes, made in one transaction (rolled back in check mode); the module's results."""
-    params = module.params
-    request = store_request(params, entries)
-    try:
-        db = open_store(params["store"])
-    except StoreError as exc:
-        raise TableError(str(exc)) from None
-    try:
-        db.execute("BEGIN IMMEDIATE")
-        inventory, user = read_rows(db)
-        changes = plan_changes(inventory, user, request)
-        result = store_result(module, params["store"], changes)
-        if result["changed"] and not module.check_mode:
-            write_changes(db, changes, int(time.time()))
-            db.execute("COMMIT")
-        else:
-            db.execute("ROLLBACK")
-        keep_owner(params["store"])
-    except sqlite3.Error as exc:
-        raise TableError(f"store {params['store']} left unchanged: {exc}") from None
-    finally:
-        db.close()
-    return result
-
-
-def update_database(module, entries):
-    """The fleet database's changes, in one transaction (rolled back in check mode); the module's results."""
-    params = module.params
-    if psycopg is None:
-        module.fail_json(msg=missing_required_lib("psycopg (python3-psycopg)"), exception=PSYCOPG_IMPORT_ERROR)
-    request = store_request(params, entries)
-    target = f"database {params['database']}"
-    try:
-        with transaction(connect(params), target) as (cursor, outcome):
-            # Entries alone (no src, exclusive or logins): only their senders' rows matter.
-            partial = not (request.exclusive or request.bulk_pairs or request.logins is not None)
-            senders = {sender for sender, _, _ in request.entries} if partial else None
-            inventory, user = database_senders.read_rows(cursor, senders)
-            changes = plan_changes(inventory, user, request)
-            if partial:
-                database_senders.count_after(cursor, inventory, user, changes)
-            result = store_result(module, target, changes)
-            if result["changed"] and not module.check_mode:
-                database_senders.write_changes(cursor, changes, int(time.time()))
-                outcome.commit = True
-    except DatabaseError as exc:
-        raise TableError(str(exc)) from None
-    return result
+# The option that names where the pairs live selects the backend.
+BACKENDS = {"path": TableFileBackend, "store": SqliteStoreBackend, "database": DatabaseBackend}
 
 
 def main():
@@ -413,26 +290,22 @@ def main():
     )
     # required_one_of counts an empty value as given: the one given is selected, then checked.
     kind = next(key for key in ("store", "database", "path") if module.params[key] is not None)
-    target = {kind: module.params[kind]}
-    result = dict(target, changed=False, added=0, removed=0, rebuild="none")
+    backend = BACKENDS[kind](module, Request.from_module(module))
+    result = dict({kind: module.params[kind]}, changed=False, added=0, removed=0, rebuild="none")
     error = None
     try:
         if not module.params[kind]:
             raise TableError(f"{kind} is empty: name the {'database' if kind == 'database' else 'file'} to manage")
-        if kind in ("store", "database"):
-            entries = [normalize_entry(i, e) for i, e in enumerate(module.params["entries"])]
-            result.update((update_store if kind == "store" else update_database)(module, entries))
-        else:
-            backend = TableFileBackend(module, Request.from_module(module))
-            try:
-                with backend.session():
-                    backend.plan()
-                    if not module.check_mode:
-                        backend.apply()
-            finally:
-                result.update(backend.result())
+        with backend.session():
+            backend.plan()
+            if not module.check_mode:
+                backend.apply()
+    except MissingLibrary as exc:
+        # Ansible's own message for a missing library, and the import's traceback; nothing was read.
+        result, error = {"exception": exc.traceback}, exc.msg
     except TableError as exc:
         error = str(exc)
+    result.update(backend.result())
     if error is not None:
         module.fail_json(msg=error, **result)
     module.exit_json(**result)

@@ -79,13 +79,12 @@ class Result:
         }
 
     def as_dict(self):
-        return {
-            field.name: value for field in dataclasses.fields(self) if (value := getattr(self, field.name)) is not None
-        }
+        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        return {name: value for name, value in values.items() if value is not None}
 
 
 class AllowlistBackend(abc.ABC):
-    """One place the allowlist lives (see the module docstring for how it is run)."""
+    """One place the allowlist lives; this file's docstring shows how the module runs it."""
 
     def __init__(self, module, request):
         self.module = module
@@ -99,7 +98,7 @@ class AllowlistBackend(abc.ABC):
 
     @abc.abstractmethod
     def plan(self):
-        """Read the current pairs and compute the changes and self.outcome; writes nothing."""
+        """Read the current pairs and compute the changes; writes nothing."""
 
     @abc.abstractmethod
     def apply(self):
@@ -115,11 +114,10 @@ class StoreBackend(AllowlistBackend):
     fleet database): one planner (store_senders.plan_changes), one transaction.
     It reports only a run whose transaction ended, committed or rolled back."""
 
-    label = None
-
-    def __init__(self, module, request):
+    def __init__(self, module, request, label):
         super().__init__(module, request)
-        self.changes = None
+        self.label = label  # the store's name in messages and the diff's headers
+        self.rows_request = self.changes = None
         self.done = False
 
     def store_request(self, entries):
@@ -140,12 +138,12 @@ class StoreBackend(AllowlistBackend):
         if not self.done:
             return {}
         changes = self.changes
-        self.outcome = Result(self.changed, len(changes.insert), len(changes.delete), changes.pairs, changes.keys)
+        outcome = Result(self.changed, len(changes.insert), len(changes.delete), changes.pairs, changes.keys)
         if self.request.diff:
-            self.outcome.set_diff(
-                self.label, diff_text(sorted(changes.delete)[:1000]), diff_text(sorted(changes.insert)[:1000])
-            )
-        return self.outcome.as_dict()
+            # The first 1000 pairs of each side, in order, and no count of the rest.
+            removed, added = sorted(changes.delete)[:1000], sorted(changes.insert)[:1000]
+            outcome.set_diff(self.label, diff_text(removed), diff_text(added))
+        return outcome.as_dict()
 
 
 def store_src_pairs(params):
