@@ -26,7 +26,11 @@ from ansible_collections.mailops.submission.plugins.module_utils.sender_address 
     normalize_login,
     normalize_sender,
 )
-from ansible_collections.mailops.submission.plugins.module_utils.sender_table import TableError, pairs_to_table
+from ansible_collections.mailops.submission.plugins.module_utils.sender_table import (
+    TableError,
+    pairs_to_table,
+    table_lines,
+)
 
 # Below this, a file is checked and compiled faster than a second process starts.
 PARALLEL_MIN_BYTES = 1 << 20
@@ -41,13 +45,7 @@ def parse_pairs(text, origin):
     """
     pairs = []
     append = pairs.append
-    for number, line in enumerate(text.splitlines(), 1):
-        fields = line.split()
-        if not fields or fields[0].startswith("#"):
-            continue
-        if len(fields) != 2:
-            raise TableError(f"{origin} line {number}: {line!r}: expected 'sender login'")
-        sender, login = fields
+    for number, (sender, login) in table_lines(text, origin, "sender login"):
         try:
             append((normalize_sender(sender), normalize_login(login)))
         except AddressError as exc:

@@ -25,6 +25,19 @@ class TableError(ValueError):
     """Bad input for a table; the message names the offending entry or line."""
 
 
+def table_lines(text, origin, expected, maxsplit=-1):
+    """(line number, [key, value]) for each line of a ``key value`` file that is
+    not blank or a comment ('#'); TableError naming origin, the line number and
+    the line for a line of another shape (expected says what it should be)."""
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split(None, maxsplit)
+        if not fields or fields[0].startswith("#"):
+            continue
+        if len(fields) != 2:
+            raise TableError(f"{origin} line {number}: {line!r}: expected {expected!r}")
+        yield number, fields
+
+
 def normalize_entry(index, entry):
     """One entry of the module's ``entries`` as (sender, login or None, state), normalised.
 

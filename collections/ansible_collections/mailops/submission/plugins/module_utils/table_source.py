@@ -20,7 +20,7 @@ from ansible_collections.mailops.submission.plugins.module_utils.sender_address 
     normalize_login,
     normalize_sender,
 )
-from ansible_collections.mailops.submission.plugins.module_utils.sender_table import TableError, union
+from ansible_collections.mailops.submission.plugins.module_utils.sender_table import TableError, table_lines, union
 
 HEADER_PREFIX = "# mailops.submission.sender_allowlist"
 
@@ -91,15 +91,9 @@ def find_line(body, key):
 def parse_table(text, origin):
     """Parse a source file this module wrote (or any ``sender login[,login]`` file)."""
     table = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        fields = line.split(None, 1)
-        if not fields or fields[0].startswith("#"):
-            continue
-        if len(fields) != 2:
-            raise TableError(f"{origin} line {number}: {line!r}: expected 'sender logins'")
-        sender, logins = fields
+    for number, (raw_sender, logins) in table_lines(text, origin, "sender logins", maxsplit=1):
         try:
-            sender = normalize_sender(sender)
+            sender = normalize_sender(raw_sender)
             parsed = ",".join(sorted({normalize_login(x) for x in logins.replace(",", " ").split()}))
         except AddressError as exc:
             raise TableError(f"{origin} line {number}: {exc}") from None
