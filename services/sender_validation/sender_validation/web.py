@@ -132,12 +132,18 @@ def security_headers(response):
     return response
 
 
+_LOGIN_SHAPE = re.compile(r"[A-Za-z0-9._+-]{1,64}(?:[%@][A-Za-z0-9.-]{1,253}\.[A-Za-z0-9-]{2,63})?")
+
+
 def check_login(login, password):
     """The canonical login, or None; AuthError when Dovecot cannot be asked."""
     result = deps().auth.authenticate(login, password, request.remote_addr)
     if result.ok:
         return result.user
-    log.info("failed web login for %r from %s", login, request.remote_addr)
+    # What was typed is logged only in a login's shape (user, user%domain,
+    # user@domain): a password typed into the login field stays out of the journal.
+    shown = login if _LOGIN_SHAPE.fullmatch(login or "") else "(not a login)"
+    log.info("failed web login for %r from %s", shown, request.remote_addr)
     return None
 
 

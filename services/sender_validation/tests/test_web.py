@@ -446,3 +446,15 @@ def test_wrong_passwords_do_not_hold_a_right_login_in_a_threaded_server(store, s
     attackers = [results[f"attacker{i}"] for i in range(3)]
     assert all(status == 401 for status, *_ in attackers), attackers
     assert ended < min(attacker_ended for *_, attacker_ended in attackers), "alice answered while they waited"
+
+
+def test_a_failed_login_logs_what_was_typed_only_in_a_logins_shape(web, caplog):
+    """The journal gets the failed login's name, as Dovecot's would, but a
+    password typed into the login field is not written there."""
+    app, _ = web
+    caplog.set_level(logging.INFO)
+    typed_password = "correct horse, battery staple!"  # noqa: S105 (what a user might type)
+    assert log_in(app.test_client(), typed_password, "x").status_code == 401
+    assert log_in(app.test_client(), "nobody%hosted.example", "wrong").status_code == 401
+    assert typed_password not in caplog.text and "(not a login)" in caplog.text
+    assert "'nobody%hosted.example'" in caplog.text

@@ -77,7 +77,8 @@ def transaction(connection, target):
         else:
             connection.rollback()
     except psycopg.Error as exc:
-        connection.rollback()
+        with contextlib.suppress(psycopg.Error):  # a lost connection cannot roll back
+            connection.rollback()
         raise DatabaseError(f"{target} left unchanged: {str(exc).strip()}") from None
     finally:
         connection.close()

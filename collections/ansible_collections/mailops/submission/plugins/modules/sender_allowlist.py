@@ -289,7 +289,7 @@ def main():
         mutually_exclusive=[("path", "store", "database")],
     )
     # required_one_of counts an empty value as given: the one given is selected, then checked.
-    kind = next(key for key in ("store", "database", "path") if module.params[key] is not None)
+    kind = next((key for key in ("store", "database", "path") if module.params[key] is not None), "path")
     backend = BACKENDS[kind](module, Request.from_module(module))
     result = dict({kind: module.params[kind]}, changed=False, added=0, removed=0, rebuild="none")
     error = None

@@ -112,9 +112,10 @@ def test_an_entry_the_argument_spec_refuses_changes_nothing(table, entry, messag
     assert (table.path.read_bytes(), (table.dir / "senders.lmdb").read_bytes()) == before
 
 
-def test_an_empty_path_is_a_clear_failure_that_writes_nothing(table):
-    """path: "" once ended in an uncaught StopIteration ("Module failed.")."""
-    result = table.run(path="", entries=entries(("a@runbox.com", ALICE)))
+@pytest.mark.parametrize("path", ["", None])
+def test_an_empty_path_is_a_clear_failure_that_writes_nothing(table, path):
+    """path: "" (or null, from a template) once ended in an uncaught StopIteration ("Module failed.")."""
+    result = table.run(path=path, entries=entries(("a@runbox.com", ALICE)))
     assert result.get("failed") is True and result["msg"] == "path is empty: name the file to manage", result
     assert table.files() == []
 
