@@ -30,7 +30,7 @@ def main():
     hosts = yaml.safe_load((REPO / "inventory/local/hosts.yml").read_text())["submission"]["hosts"]
     account = config["submission_verify_accounts"][0]
     cases = []
-    for listener in config["submission_mta_listeners"]:
+    for listener in config["submission_common_listeners"]:
         hostname = listener_hostname(listener, config["submission_domain"])
         for port in listener["ports"]:
             token = uuid.uuid4().hex

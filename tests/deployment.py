@@ -35,7 +35,7 @@ class Deployment:
     def __init__(self, variables):
         missing = [
             name
-            for name in ("submission_domain", "submission_mta_listeners", "submission_verify_accounts")
+            for name in ("submission_domain", "submission_common_listeners", "submission_verify_accounts")
             if name not in variables
         ]
         if missing:
@@ -43,7 +43,7 @@ class Deployment:
                 "the inventory lacks " + ", ".join(missing) + " (see inventory/production/README.md)"
             )
         self.domain = variables["submission_domain"]
-        listeners = variables["submission_mta_listeners"]
+        listeners = variables["submission_common_listeners"]
         self.endpoints = self._endpoints(listeners, lambda lst: lst["ports"], lambda lst: lst.get("tls", "starttls"))
         # Ports with TLS from the first byte (RFC 8314), kept apart: every
         # STARTTLS test runs on self.endpoints.

@@ -12,6 +12,7 @@ the file named by $SUBMISSION_VERIFY_SECRETS (secret_refs.py).
 import base64
 import concurrent.futures
 import json
+import pathlib
 import smtplib
 import socket
 import ssl
@@ -86,7 +87,10 @@ def _transaction(client, case, result):
     if "mail_from" not in case:
         return
     if case.get("pause_before_mail"):
-        # A session that logged in before something changed on the server (an outage).
+        # A session that logged in before something changed on the server (an outage);
+        # pause_marker, a path it creates, tells the test it is logged in and waiting.
+        if case.get("pause_marker"):
+            pathlib.Path(case["pause_marker"]).touch()
         time.sleep(case["pause_before_mail"])
     params = (" " + case["mail_params"]) if case.get("mail_params") else ""
     _step(result, "mail", client.docmd(f"MAIL FROM:<{case['mail_from']}>{params}"), 250)

@@ -329,16 +329,20 @@ def test_a_database_outage_gives_temporary_errors_only_and_service_resumes_by_it
     before = [_main_pids(host) for host, _ in mtas]
     fleet.every_mta_back(probe)
     # Logged in while the database is up; its MAIL FROM comes during the outage.
-    session = authenticated(endpoint, account, deployment.recipient, pause_before_mail=8)
+    # The probe creates the marker once it has logged in and begins its pause.
+    marker = fleet.host.check_output("mktemp -u /tmp/paused-session.XXXXXX")
+    session = authenticated(endpoint, account, deployment.recipient, pause_before_mail=8, pause_marker=marker)
     paused = {}
     for _ in range(5):
         worker = threading.Thread(target=lambda: paused.update(probe.one(session)))
         worker.start()
-        time.sleep(3)
-        if worker.is_alive():
+        while worker.is_alive() and not fleet.host.file(marker).exists:
+            fleet.host.run("for i in $(seq 10); do [ -e %s ] && exit 0; sleep 0.1; done; exit 1", marker)
+        if fleet.host.file(marker).exists:
             break
         # Its login did not get through (a connection the last restart broke): again.
         worker.join()
+    fleet.host.run("rm -f %s", marker)
     fleet.database("stop")
     stopped_at = time.monotonic()
     try:
@@ -375,7 +379,16 @@ def test_a_database_restart_under_load_loses_nothing_and_refuses_nothing_for_goo
     pid = host.check_output(
         'nohup python3 -c "$(echo %s | base64 -d)" %s > %s 2>&1 & echo $!', LOAD_B64, plan_file, out
     ).strip()
-    time.sleep(6)
+    # The restart comes once the load is under way: its first messages delivered.
+    assert (
+        host.run(
+            "for i in $(seq 300); do [ $(grep -rl '^X-Load-Token: %s-' %s/new 2>/dev/null | wc -l) -ge 20 ] && exit 0;"
+            " sleep 0.1; done; exit 1",
+            run_id,
+            sink,
+        ).rc
+        == 0
+    ), "the load delivered fewer than 20 messages in 30 s"
     fleet.database("restart")
     assert host.run("for i in $(seq 120); do kill -0 %s 2>/dev/null || exit 0; sleep 1; done; exit 1", pid).rc == 0
     host.run("rm -f %s", plan_file)

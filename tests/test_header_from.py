@@ -201,4 +201,4 @@ def test_every_listener_asks_the_milter_unless_switched_off_and_a_down_milter_de
     assert host.check_output("postconf -h non_smtpd_milters") == local
     overrides = host.check_output("postconf -P").splitlines()
     switched_off = {match[1] for line in overrides if (match := SWITCHED_OFF.match(line))}
-    assert switched_off == switched_off_services(variables["submission_mta_listeners"])
+    assert switched_off == switched_off_services(variables["submission_common_listeners"])

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ansible_collections.mailops.submission.plugins.module_utils.sender_lookup import first_owners, union
+
 from from_check.header_from import FromError, author_addresses
-from from_check.sender_lookup import first_owners, union
 from from_check.tables import LmdbTable, PgsqlTable, SocketmapTable, TableError
 
 

@@ -14,9 +14,12 @@ import threading
 import time
 
 import lmdb
-
-from from_check.fleet_schema import sender_logins_query
-from from_check.socketmap_protocol import NetstringError, netstring, split_netstrings
+from ansible_collections.mailops.submission.plugins.module_utils.fleet_schema import sender_logins_query
+from ansible_collections.mailops.submission.plugins.module_utils.socketmap_protocol import (
+    NetstringError,
+    netstring,
+    split_netstrings,
+)
 
 # A reply of the socketmap: "OK <logins>", at most a few logins long.
 MAX_REPLY = 100000

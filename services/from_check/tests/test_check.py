@@ -5,8 +5,8 @@ import socket
 import threading
 
 import pytest
+from ansible_collections.mailops.submission.plugins.module_utils.sender_lookup import union
 from from_check.check import FromCheck
-from from_check.sender_lookup import union
 from from_check.tables import LmdbTable, SocketmapTable, TableError
 
 ALICE, BOB, CAROL = "alice@runbox.com", "bob@hosted.example", "carol@runbox.com"

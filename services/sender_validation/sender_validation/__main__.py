@@ -9,8 +9,9 @@ the web pages everywhere (after a password change, or a stolen cookie).
 
 import sys
 
+from ansible_collections.mailops.submission.plugins.module_utils.sender_address import AddressError, normalize_login
+
 from sender_validation import config as configuration
-from sender_validation.sender_address import AddressError, normalize_login
 from sender_validation.sender_map import SenderMap, make_server
 from sender_validation.store import open_store
 

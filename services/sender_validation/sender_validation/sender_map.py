@@ -35,8 +35,12 @@ import struct
 import sys
 import threading
 
-from sender_validation.socketmap_protocol import NetstringError, netstring, split_netstrings
-from sender_validation.validated_store import LOGINS_QUERY
+from ansible_collections.mailops.submission.plugins.module_utils.socketmap_protocol import (
+    NetstringError,
+    netstring,
+    split_netstrings,
+)
+from ansible_collections.mailops.submission.plugins.module_utils.validated_store import LOGINS_QUERY
 
 MAP_NAME = "senders"
 

@@ -21,9 +21,10 @@ import queue
 import threading
 import time
 
+from ansible_collections.mailops.submission.plugins.module_utils.sender_address import AddressError, normalize_sender
+
 from sender_validation.confirmation_mail import MailSettings, confirmation_message, send
 from sender_validation.limits import DAY, Limits, refusal
-from sender_validation.sender_address import AddressError, normalize_sender
 
 log = logging.getLogger("sender_validation")
 

@@ -25,8 +25,8 @@ import secrets
 import sqlite3
 import threading
 
-from sender_validation.sender_address import mailbox
-from sender_validation.validated_store import MIGRATIONS
+from ansible_collections.mailops.submission.plugins.module_utils.sender_address import mailbox
+from ansible_collections.mailops.submission.plugins.module_utils.validated_store import MIGRATIONS
 
 TOKEN_BYTES = 32
 

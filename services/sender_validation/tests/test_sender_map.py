@@ -6,10 +6,14 @@ import socket
 import subprocess
 
 import pytest
+from ansible_collections.mailops.submission.plugins.module_utils.socketmap_protocol import (
+    NetstringError,
+    netstring,
+    split_netstrings,
+)
 from ansible_collections.mailops.submission.tests.unit.plugins.modules.allowlist_harness import POSTMAP
 from sender_validation import sender_map as sender_map_module
 from sender_validation.sender_map import KEPT_ENTRY_OVERHEAD, KEPT_REQUEST_BYTES, SenderMap, serving
-from sender_validation.socketmap_protocol import NetstringError, netstring, split_netstrings
 
 ALICE, BOB = "alice@runbox.com", "bob@hosted.example"
 NEW = "alice.new@gmail.example"

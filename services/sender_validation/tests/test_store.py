@@ -4,9 +4,9 @@ import sqlite3
 import subprocess
 
 import pytest
+from ansible_collections.mailops.submission.plugins.module_utils.validated_store import store_query
 from ansible_collections.mailops.submission.tests.unit.plugins.modules.allowlist_harness import POSTMAP
 from sender_validation.store import MIGRATIONS, Store, token_digest
-from sender_validation.validated_store import store_query
 
 ALICE, BOB = "alice@runbox.com", "bob@hosted.example"
 NEW = "alice.new@gmail.example"

@@ -9,7 +9,7 @@ name: submission
 short_description: Data shaping for the submission roles
 description:
   - C(listener_hostname), C(listener_hostnames), C(listener_hostname_map) and C(chain_files) derive host names and
-    certificate chain paths from C(submission_mta_listeners).
+    certificate chain paths from C(submission_common_listeners).
   - C(allowlist_account_entries) and C(allowlist_validated_entries) turn accounts into entries for
     M(mailops.submission.sender_allowlist).
   - C(certificate_matches) picks, for every service name and key type, the first supplied certificate that covers

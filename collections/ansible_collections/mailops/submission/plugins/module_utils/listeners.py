@@ -61,7 +61,7 @@ def listener_problems(listeners):
     value: what the argument spec cannot say (a name fit for a service, an IP
     address, ports in range, no address and port bound twice)."""
     if not listeners:
-        return ["no listener: submission_mta_listeners must hold at least one"]
+        return ["no listener: submission_common_listeners must hold at least one"]
     problems, bindings = [], []
     for position, listener in enumerate(listeners, start=1):
         name = listener.get("name")

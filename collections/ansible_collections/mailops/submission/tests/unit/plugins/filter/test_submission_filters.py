@@ -213,7 +213,7 @@ def test_a_bad_listener_is_named_with_its_bad_value(listener, problem):
 def test_an_address_and_port_bound_twice_is_named():
     twice = [*LISTENERS[:2], {"name": "again", "address": "127.0.0.1", "ports": [587, 25]}]
     assert FILTERS["listener_problems"](twice) == ["127.0.0.1:25 is bound by two listeners"]
-    assert FILTERS["listener_problems"]([]) == ["no listener: submission_mta_listeners must hold at least one"]
+    assert FILTERS["listener_problems"]([]) == ["no listener: submission_common_listeners must hold at least one"]
 
 
 def test_served_listeners_give_what_a_mail_client_needs():

@@ -1,1 +1,0 @@
-../../../collections/ansible_collections/mailops/submission/plugins/module_utils/sender_address.py
