@@ -8,7 +8,8 @@ import subprocess
 import pytest
 from ansible_collections.mailops.submission.tests.unit.plugins.modules.allowlist_harness import POSTMAP
 from sender_validation import sender_map as sender_map_module
-from sender_validation.sender_map import KEPT_ENTRY_OVERHEAD, KEPT_REQUEST_BYTES, SenderMap, serving
+from sender_validation.map_server import serving
+from sender_validation.sender_map import KEPT_ENTRY_OVERHEAD, KEPT_REQUEST_BYTES, SenderMap
 from sender_validation.socketmap_protocol import NetstringError, netstring, split_netstrings
 
 ALICE, BOB = "alice@runbox.com", "bob@hosted.example"
