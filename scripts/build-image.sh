@@ -13,7 +13,7 @@ suite=${1:?usage: build-image.sh SUITE}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 packages=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,ca-certificates,iproute2,procps,openssl
 # What roles/*/tasks and molecule/*/prepare.yml install: service, then test fixtures.
-service_packages=(postfix postfix-lmdb dovecot-core certbot python3-cryptography python3-flask gunicorn nginx sqlite3 python3-lmdb postfwd
+service_packages=(postfix postfix-lmdb dovecot-core certbot python3-cryptography python3-flask python3-systemd gunicorn nginx sqlite3 python3-lmdb postfwd
     postgresql postfix-pgsql dovecot-pgsql python3-psycopg)
 fixture_packages=(python3-aiosmtpd testssl.sh socat pebble libfaketime)
 recipe_hash=$(sha256sum "$0" | cut -c1-12)

@@ -9,7 +9,8 @@ from ansible_collections.mailops.submission.tests.unit.plugins.modules.allowlist
     empty_postfix_config,
 )
 from from_check.check import FromCheck
-from sender_validation.sender_map import SenderMap, serving
+from sender_validation.map_server import serving
+from sender_validation.sender_map import SenderMap
 from sender_validation.store import Store
 
 HOSTED = ["runbox.com", "hosted.example"]

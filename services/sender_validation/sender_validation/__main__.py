@@ -12,7 +12,8 @@ import sys
 from ansible_collections.mailops.submission.plugins.module_utils.sender_address import AddressError, normalize_login
 
 from sender_validation import config as configuration
-from sender_validation.sender_map import SenderMap, make_server
+from sender_validation.map_server import make_server
+from sender_validation.sender_map import SenderMap
 from sender_validation.store import open_store
 
 USAGE = "usage: python3 -m sender_validation {migrate,sender-map} [CONFIG] | end-sessions LOGIN [CONFIG]"
@@ -28,7 +29,11 @@ def migrate(config):
 
 
 def sender_map(config):
-    server = make_server(SenderMap(config["store"], config["hosted_domains"]))
+    try:
+        server = make_server(SenderMap(config["store"], config["hosted_domains"]))
+    except RuntimeError as exc:
+        print(f"sender_validation: {exc}", file=sys.stderr)
+        return 1
     server.serve_forever()
     return 0
 

@@ -1,4 +1,4 @@
-"""The store as a Postfix table: a socketmap_table(5) server.
+"""The store as a Postfix table: the answers of the socketmap_table(5) server.
 
 Postfix asks ``senders <key>`` for each sender it checks against
 smtpd_sender_login_maps and gets ``OK <logins>``, ``NOTFOUND`` or ``TEMP``.
@@ -12,47 +12,27 @@ Keys at the provider's own domains are ``NOTFOUND`` without reading the store:
 their addresses come from the account tables (which Postfix asks first), so
 they keep working, tags and all, whatever state the store is in.
 
-A thread a connection (each smtpd process keeps one open) reads requests with
-plain recv() and answers with one send. Answers are kept until anything
-changes in the store's directory, as the kernel reports it (inotify): a
-commit, a checkpoint, a chmod, a move or a restore over the file. The kernel
-queues that report inside the writer's own write(), rename() or chmod(), before
-they return, and each lookup reads the queue before it trusts a kept answer, so
-a confirmation or a removal still counts at the very next lookup. A kept answer
-costs one read() that finds nothing; a lookup in the store, a stat, an access
-check and a query of SQLite, each slow on a thread that slept between
-Postfix's requests (126 us against 20 us, benchmarks/README.md).
+Answers are kept until anything changes in the store's directory
+(``store_watch``), so that a confirmation or a removal still counts at the very
+next lookup. A kept answer costs one read() that finds nothing; a lookup in the
+store, a stat, an access check and a query of SQLite, each slow on a thread
+that slept between Postfix's requests (126 us against 20 us,
+benchmarks/README.md). ``map_server`` serves this map on the sockets Postfix
+and the header-From milter ask on.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
-import socket
 import sqlite3
-import struct
-import sys
 import threading
 
-from ansible_collections.mailops.submission.plugins.module_utils.socketmap_protocol import (
-    NetstringError,
-    netstring,
-    split_netstrings,
-)
 from ansible_collections.mailops.submission.plugins.module_utils.validated_store import LOGINS_QUERY
+
+from sender_validation.store_watch import StoreWatch
 
 MAP_NAME = "senders"
 
-
-# inotify(7): what in the store's directory makes a kept answer stale.
-IN_MODIFY, IN_ATTRIB, IN_MOVED_FROM, IN_MOVED_TO = 0x2, 0x4, 0x40, 0x80
-IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_MOVE_SELF = 0x100, 0x200, 0x400, 0x800
-IN_Q_OVERFLOW, IN_IGNORED = 0x4000, 0x8000
-WATCHED = IN_MODIFY | IN_ATTRIB | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF
-# The directory itself gone or moved: the watch no longer covers the path.
-WATCH_LOST = IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF
-EVENT_HEADER = struct.Struct("iIII")
 # The kept answers are bounded by count and by size: Postfix's keys run to
 # 100 kB (a From header the milter asks about), so 65,536 of them would be
 # gigabytes. Each answer counts its request, its reply and Python's objects
@@ -63,53 +43,6 @@ KEPT_ANSWERS = 65536
 KEPT_BYTES = 16 * 1024 * 1024
 KEPT_ENTRY_OVERHEAD = 200
 KEPT_REQUEST_BYTES = len(b"senders ") + 64 + 1 + 255
-
-
-class StoreWatch:
-    """A count of the changes in a directory, read without waiting.
-
-    ``generation()`` drains the kernel's queue of inotify events and returns a
-    number that differs from any earlier one if an event came in between.
-    None means that nothing can be kept: inotify was not available, or the
-    directory was deleted or moved away.
-    """
-
-    def __init__(self, directory):
-        self.lock = threading.Lock()
-        self.count = 0
-        self.fd = None
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-            if fd < 0:
-                raise OSError(ctypes.get_errno(), "inotify_init1")
-            if libc.inotify_add_watch(fd, os.fsencode(directory), WATCHED) < 0:
-                error = ctypes.get_errno()
-                os.close(fd)
-                raise OSError(error, f"inotify_add_watch {directory}")
-        except (OSError, AttributeError) as exc:
-            print(f"sender-map: answers are not kept, each lookup reads the store: {exc}", file=sys.stderr)
-            return
-        self.fd = fd
-
-    def generation(self):
-        with self.lock:
-            while self.fd is not None:
-                try:
-                    events = os.read(self.fd, 65536)
-                except BlockingIOError:
-                    break
-                self.count += 1
-                offset = 0
-                while offset < len(events):
-                    _, mask, _, length = EVENT_HEADER.unpack_from(events, offset)
-                    offset += EVENT_HEADER.size + length
-                    if mask & WATCH_LOST and not mask & IN_Q_OVERFLOW:
-                        print("sender-map: the store's directory is gone; answers are no longer kept", file=sys.stderr)
-                        os.close(self.fd)
-                        self.fd = None
-                        break
-            return self.count if self.fd is not None else None
 
 
 class SenderMap:
@@ -196,97 +129,3 @@ class SenderMap:
             self.drop_connection()
             return b"TEMP the validated-senders store cannot be read: " + str(exc).encode()[:200]
         return b"OK " + ",".join(row[0] for row in rows).encode() if rows else b"NOTFOUND "
-
-
-class Server:
-    """The listening sockets, and a thread for each connection to them."""
-
-    def __init__(self, listenings, sender_map):
-        self.listenings = listenings
-        self.sender_map = sender_map
-        self.running = False
-        self.stopped = threading.Event()
-        for listening in listenings:
-            # accept() wakes up now and then to see whether shutdown() was called.
-            listening.settimeout(0.5)
-
-    def serve_forever(self):
-        self.running = True
-        others = [threading.Thread(target=self.accept, args=(one,), daemon=True) for one in self.listenings[1:]]
-        for thread in others:
-            thread.start()
-        try:
-            self.accept(self.listenings[0])
-        finally:
-            for thread in others:
-                thread.join()
-            self.stopped.set()
-
-    def accept(self, listening):
-        while self.running:
-            try:
-                connection, _ = listening.accept()
-            except TimeoutError:
-                continue
-            connection.settimeout(None)
-            threading.Thread(target=self.serve, args=(connection,), daemon=True).start()
-
-    def shutdown(self):
-        """Stop serve_forever (running in another thread) and wait until it has."""
-        self.running = False
-        self.stopped.wait()
-
-    def server_close(self):
-        for listening in self.listenings:
-            listening.close()
-
-    def serve(self, connection):
-        buffer = b""
-        try:
-            while data := connection.recv(65536):
-                requests, buffer = split_netstrings(buffer + data)
-                if requests:
-                    connection.sendall(b"".join(netstring(self.sender_map.answer(r)) for r in requests))
-        except (NetstringError, OSError):
-            # Not a socketmap client, or the client gone: the connection is dropped.
-            pass
-        finally:
-            connection.close()
-            self.sender_map.drop_connection()
-
-
-SD_LISTEN_FDS_START = 3
-
-
-def systemd_sockets():
-    """The listening sockets systemd passed (socket activation), in the unit's order."""
-    if os.environ.get("LISTEN_PID") != str(os.getpid()):
-        return []
-    count = int(os.environ.get("LISTEN_FDS", "0"))
-    return [socket.socket(fileno=SD_LISTEN_FDS_START + index) for index in range(count)]
-
-
-def make_server(sender_map, path=None):
-    """A server on the sockets systemd passed (Postfix's, then the milter's), or bound to path."""
-    listenings = systemd_sockets()
-    if not listenings:
-        if path is None:
-            raise RuntimeError("no socket: run under systemd's sender-validation-map.socket or give a path")
-        listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listening.bind(path)
-        listening.listen(64)
-        listenings = [listening]
-    return Server(listenings, sender_map)
-
-
-@contextlib.contextmanager
-def serving(sender_map, path):
-    """The server on a socket at path, in a thread, for as long as the block runs."""
-    server = make_server(sender_map, path)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()

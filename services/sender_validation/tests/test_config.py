@@ -15,6 +15,8 @@ PACKAGE_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # The service as a host runs it: its package and the shared library (the
 # collection's module_utils, under its collection name).
 SERVICE_PATH = os.pathsep.join(str(p) for p in (PACKAGE_ROOT, PACKAGE_ROOT.parents[1] / "collections"))
+# python3-systemd's listen_fds, for the daemon's socket activation (fake_systemd/systemd/__init__.py).
+FAKE_SYSTEMD = pathlib.Path(__file__).resolve().parent / "fake_systemd"
 LISTENERS = [{"hostname": "smtp.runbox.com", "ports": [25, 26, 587], "tls": "starttls"}]
 
 
@@ -84,7 +86,7 @@ def test_the_sender_map_serves_on_the_socket_systemd_passes(tmp_path):
     """As sender-validation-map.socket starts it: the listening socket as fd 3,
     LISTEN_PID and LISTEN_FDS=1 (sd_listen_fds(3))."""
     path = write_config(tmp_path)
-    env = dict(os.environ, PYTHONPATH=SERVICE_PATH)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([SERVICE_PATH, str(FAKE_SYSTEMD)]))
     subprocess.run([sys.executable, "-m", "sender_validation", "migrate", str(path)], check=True, env=env)
     listening = socket.socket(socket.AF_UNIX)
     listening.bind(str(tmp_path / "map.sock"))
@@ -107,6 +109,14 @@ def test_the_sender_map_serves_on_the_socket_systemd_passes(tmp_path):
         daemon.terminate()
         daemon.wait(timeout=10)
         listening.close()
+
+
+def test_the_sender_map_without_a_socket_says_so(tmp_path):
+    path = write_config(tmp_path)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([SERVICE_PATH, str(FAKE_SYSTEMD)]))
+    command = [sys.executable, "-m", "sender_validation", "sender-map", str(path)]
+    started = subprocess.run(command, capture_output=True, text=True, check=False, env=env, timeout=30)
+    assert started.returncode == 1 and "no socket" in started.stderr, started.stderr
 
 
 def test_end_sessions_logs_a_login_out_everywhere_and_names_a_bad_login(tmp_path):

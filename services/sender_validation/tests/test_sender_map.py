@@ -13,7 +13,8 @@ from ansible_collections.mailops.submission.plugins.module_utils.socketmap_proto
 )
 from ansible_collections.mailops.submission.tests.unit.plugins.modules.allowlist_harness import POSTMAP
 from sender_validation import sender_map as sender_map_module
-from sender_validation.sender_map import KEPT_ENTRY_OVERHEAD, KEPT_REQUEST_BYTES, SenderMap, serving
+from sender_validation.map_server import serving
+from sender_validation.sender_map import KEPT_ENTRY_OVERHEAD, KEPT_REQUEST_BYTES, SenderMap
 
 ALICE, BOB = "alice@runbox.com", "bob@hosted.example"
 NEW = "alice.new@gmail.example"
