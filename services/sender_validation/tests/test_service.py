@@ -8,6 +8,8 @@ import pytest
 from sender_validation.confirmation_mail import MailSettings
 from sender_validation.service import InputError, SenderService, Settings
 
+# Every test runs on a SqliteStore, then on a PgStore (the fleet's schema, a real server).
+pytestmark = pytest.mark.parametrize("store", ["sqlite", "postgresql"], indirect=True)
 ALICE, BOB = "alice@runbox.com", "bob@hosted.example"
 SETTINGS = Settings(
     base_url="https://senders.runbox.com/",

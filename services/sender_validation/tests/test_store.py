@@ -5,6 +5,7 @@ import sqlite3
 import subprocess
 import time
 
+import psycopg
 import pytest
 from ansible_collections.mailops.submission.tests.unit.plugins.modules.allowlist_harness import POSTMAP
 from sender_validation.store import MIGRATIONS, STATEMENTS, PgStore, SqliteStore, Store, open_store, token_digest
@@ -13,6 +14,8 @@ from sender_validation.validated_store import store_query
 ALICE, BOB = "alice@runbox.com", "bob@hosted.example"
 NEW = "alice.new@gmail.example"
 DAY = 86400
+# The test runs on a SqliteStore, then on a PgStore (the fleet's schema, a real server).
+each_backend = pytest.mark.parametrize("store", ["sqlite", "postgresql"], indirect=True)
 
 
 def test_migrations_run_once_and_record_their_version(tmp_path):
@@ -27,6 +30,7 @@ def test_migrations_run_once_and_record_their_version(tmp_path):
     again.close()
 
 
+@each_backend
 def test_a_confirmed_request_validates_the_sender_for_that_login_only(store):
     token = store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY)
     assert store.senders(ALICE, now=1001) == ([], [NEW])
@@ -45,6 +49,7 @@ def test_a_token_is_stored_only_as_its_hash(store, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["reused", "expired", "replaced", "altered"])
+@each_backend
 def test_a_token_that_is_not_open_validates_nothing(store, case):
     token = store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY)
     now = 2000
@@ -61,6 +66,7 @@ def test_a_token_that_is_not_open_validates_nothing(store, case):
     assert NEW not in store.senders(ALICE, now=now)[0]
 
 
+@each_backend
 def test_this_was_not_me_cancels_and_blocks_for_the_period(store):
     token = store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY)
     refused = store.refuse(token, now=1100, block_for=30 * DAY)
@@ -71,6 +77,7 @@ def test_this_was_not_me_cancels_and_blocks_for_the_period(store):
     assert not store.blocked(NEW, BOB, now=1200)
 
 
+@each_backend
 def test_remove_takes_a_validated_sender_or_a_pending_request(store):
     token = store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY)
     store.confirm(token, ALICE, now=1001)
@@ -80,14 +87,16 @@ def test_remove_takes_a_validated_sender_or_a_pending_request(store):
     assert store.senders(ALICE, now=1003) == ([], [])
 
 
+@each_backend
 def test_a_failed_transaction_leaves_nothing(store):
     store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY)
-    with pytest.raises(sqlite3.IntegrityError), store.transaction():
+    with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)), store.transaction():
         store.db.execute("DELETE FROM validation_requests")
-        store.db.execute("INSERT INTO validated_senders VALUES ('x@y.example', ?, 'nobody', 1)", (ALICE,))
+        store.db.execute("INSERT INTO validated_senders VALUES ('x@y.example', 'alice@runbox.com', 'nobody', 1)")
     assert store.senders(ALICE, now=1001) == ([], [NEW])
 
 
+@each_backend
 def test_an_operation_inside_a_transaction_is_part_of_it(store):
     """remove() inside an outer transaction neither commits nor begins: the outer's rollback takes it back."""
     store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY)
