@@ -14,11 +14,13 @@ command -v debootstrap >/dev/null || need_packages+=(debootstrap)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_packages+=(python3-venv)
 command -v git >/dev/null || need_packages+=(git)
 # The module's unit tests and the benchmark run Postfix's real postmap here; the
-# validation service's tests read its SQLite store through postmap and check
-# logins against a real Dovecot auth service, which they start themselves.
+# validation service's tests read its SQLite store through postmap, run its
+# PostgreSQL store against a server in a cluster of their own, and check logins
+# against a real Dovecot auth service; they start both servers themselves.
 # The validation service's browser test drives Debian's Chromium (never a
 # downloaded one) and gives it the test CA with NSS's certutil.
-for pkg in postfix postfix-lmdb postfix-cdb postfix-sqlite dovecot-core chromium chromium-driver libnss3-tools; do
+for pkg in postfix postfix-lmdb postfix-cdb postfix-sqlite dovecot-core postgresql chromium chromium-driver \
+    libnss3-tools; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need_packages+=("$pkg")
 done
 if [ ${#need_packages[@]} -gt 0 ]; then
@@ -26,7 +28,7 @@ if [ ${#need_packages[@]} -gt 0 ]; then
     apt-get update -q
     # Postfix is needed for postmap only: no configuration, so it starts no daemon.
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-    # Nor may a package start Dovecot here (policy-rc.d: no service starts). A
+    # Nor may a package start Dovecot or PostgreSQL here (policy-rc.d: no service starts). A
     # policy-rc.d the machine already has is left as it is.
     made_policy=false
     if [ ! -e /usr/sbin/policy-rc.d ]; then

@@ -1,19 +1,25 @@
-"""Fixtures: a fresh store, and a real Dovecot auth service in a temporary
+"""Fixtures: a fresh store, in SQLite and in a real PostgreSQL server of Debian's
+with the fleet's schema; and a real Dovecot auth service in a temporary
 directory, configured as the submission_sasl role configures it (PLAIN,
 user%domain, a bare login of the primary domain), for the auth client's tests."""
 
+import glob
+import itertools
+import os
 import pathlib
 import shutil
 import subprocess
 import tempfile
 import time
 
+import psycopg
 import pytest
+from ansible_collections.mailops.submission.plugins.modules.store_schema import apply_migrations
 from ansible_collections.mailops.submission.tests.unit.plugins.modules.allowlist_harness import (
     POSTMAP,
     empty_postfix_config,
 )
-from sender_validation.store import Store
+from sender_validation.store import PgStore, Store
 
 DOVECOT = shutil.which("dovecot") or shutil.which("dovecot", path="/usr/sbin:/sbin")
 PASSWORDS = {"alice@runbox.com": "alice-Test-pw1", "bob@hosted.example": "bob-Test-pw2"}
@@ -121,8 +127,12 @@ def slow_dovecot_socket():
 
 
 @pytest.fixture
-def store(tmp_path):
-    """An empty store, migrated."""
+def store(request, tmp_path):
+    """An empty store, migrated; a PgStore where a test parametrizes it
+    "postgresql" (indirect=True), otherwise SQLite's."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        yield request.getfixturevalue("pg_store")
+        return
     store = Store(str(tmp_path / "senders.sqlite"))
     store.migrate()
     yield store
@@ -137,3 +147,75 @@ def postfix_config(tmp_path):
     config.mkdir()
     empty_postfix_config(config)
     return config
+
+
+# Debian's PostgreSQL server programs (postgresql-15 on Debian 12, 17 on 13), newest first.
+PG_BINDIRS = sorted(
+    glob.glob("/usr/lib/postgresql/*/bin"), key=lambda path: int(path.split("/")[-2].split(".")[0]), reverse=True
+)
+
+
+class PostgresServer:
+    """A PostgreSQL server of this test run: its own cluster in a temporary directory,
+    reached only on a Unix socket there (no TCP port), trusting local connections.
+    PostgreSQL refuses to run as root: root runs it as the postgres user."""
+
+    def __init__(self, work):
+        if not PG_BINDIRS:
+            raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql); scripts/bootstrap.sh does")
+        self.bindir, self.work = PG_BINDIRS[0], work
+        self.data = work / "data"
+        self.as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_owner:
+            shutil.chown(work, "postgres")
+        self.program("initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
+        self.pg_ctl("start")
+        self.names = itertools.count()
+
+    def program(self, name, *args):
+        subprocess.run([*self.as_owner, f"{self.bindir}/{name}", *map(str, args)], check=True, capture_output=True)
+
+    def pg_ctl(self, action):
+        options = f"-c listen_addresses= -k {self.work} -c fsync=off -c full_page_writes=off"
+        self.program("pg_ctl", "-D", self.data, "-l", self.work / "log", "-w", "-m", "fast", "-o", options, action)
+
+    def conninfo(self, dbname):
+        return f"host={self.work} user=postgres dbname={dbname}"
+
+    def admin(self, statement, parameters=None):
+        """statement's rows, run as the superuser in the postgres database."""
+        with psycopg.connect(self.conninfo("postgres"), autocommit=True) as connection:
+            cursor = connection.execute(statement, parameters)
+            return cursor.fetchall() if cursor.description else []
+
+    def terminate(self, backend_pid):
+        """End a connection from the server's side, as a restart does; once it has ended."""
+        assert self.admin("SELECT pg_terminate_backend(%s, 5000)", (backend_pid,)) == [(True,)]
+
+
+@pytest.fixture(scope="session")
+def postgresql():
+    """The test run's PostgreSQL server (one per xdist worker), with the fleet's
+    schema as Ansible applies it (store_schema) in the template database store."""
+    with tempfile.TemporaryDirectory(prefix="postgresql-") as tmp:
+        work = pathlib.Path(tmp)
+        work.chmod(0o755)
+        server = PostgresServer(work)
+        try:
+            server.admin("CREATE DATABASE store")
+            with psycopg.connect(server.conninfo("store")) as connection:
+                apply_migrations(connection, check_mode=False)
+            yield server
+        finally:
+            server.pg_ctl("stop")
+
+
+@pytest.fixture
+def pg_store(postgresql):
+    """An empty PgStore in a database of its own, with the fleet's schema."""
+    name = f"store_{next(postgresql.names)}"
+    postgresql.admin(f"CREATE DATABASE {name} TEMPLATE store")
+    opened = PgStore(postgresql.conninfo(name))
+    yield opened
+    opened.close()
+    postgresql.admin(f"DROP DATABASE {name} WITH (FORCE)")

@@ -8,6 +8,8 @@ import pytest
 from sender_validation.confirmation_mail import MailSettings
 from sender_validation.service import InputError, SenderService, Settings
 
+# Every test runs on a SqliteStore, then on a PgStore (the fleet's schema, a real server).
+pytestmark = pytest.mark.parametrize("store", ["sqlite", "postgresql"], indirect=True)
 ALICE, BOB = "alice@runbox.com", "bob@hosted.example"
 SETTINGS = Settings(
     base_url="https://senders.runbox.com/",
@@ -118,11 +120,9 @@ def test_not_me_blocks_the_login_from_asking_again(setup):
 def test_two_requests_at_once_cannot_both_pass_a_limit_that_allows_one(store, tmp_path):
     """Two workers ask for the same mailbox at the same moment: the limits' check and
     the new request are one transaction, so only one mail goes out."""
-    from sender_validation.store import Store  # noqa: PLC0415
-
     checking = threading.Barrier(2)
 
-    class Racing(Store):
+    class Racing(type(store)):
         def requests_for_sender(self, sender, since):
             count = super().requests_for_sender(sender, since)
             # Both requests checked before either stored its own: the race,

@@ -1,16 +1,21 @@
 """The store: requests, confirmations, refusals, and what Postfix reads from it."""
 
+import re
 import sqlite3
 import subprocess
+import time
 
+import psycopg
 import pytest
 from ansible_collections.mailops.submission.plugins.module_utils.validated_store import store_query
 from ansible_collections.mailops.submission.tests.unit.plugins.modules.allowlist_harness import POSTMAP
-from sender_validation.store import MIGRATIONS, Store, token_digest
+from sender_validation.store import MIGRATIONS, STATEMENTS, PgStore, SqliteStore, Store, open_store, token_digest
 
 ALICE, BOB = "alice@runbox.com", "bob@hosted.example"
 NEW = "alice.new@gmail.example"
 DAY = 86400
+# The test runs on a SqliteStore, then on a PgStore (the fleet's schema, a real server).
+each_backend = pytest.mark.parametrize("store", ["sqlite", "postgresql"], indirect=True)
 
 
 def test_migrations_run_once_and_record_their_version(tmp_path):
@@ -25,6 +30,7 @@ def test_migrations_run_once_and_record_their_version(tmp_path):
     again.close()
 
 
+@each_backend
 def test_a_confirmed_request_validates_the_sender_for_that_login_only(store):
     token = store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY)
     assert store.senders(ALICE, now=1001) == ([], [NEW])
@@ -43,6 +49,7 @@ def test_a_token_is_stored_only_as_its_hash(store, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["reused", "expired", "replaced", "altered"])
+@each_backend
 def test_a_token_that_is_not_open_validates_nothing(store, case):
     token = store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY)
     now = 2000
@@ -59,6 +66,7 @@ def test_a_token_that_is_not_open_validates_nothing(store, case):
     assert NEW not in store.senders(ALICE, now=now)[0]
 
 
+@each_backend
 def test_this_was_not_me_cancels_and_blocks_for_the_period(store):
     token = store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY)
     refused = store.refuse(token, now=1100, block_for=30 * DAY)
@@ -69,6 +77,7 @@ def test_this_was_not_me_cancels_and_blocks_for_the_period(store):
     assert not store.blocked(NEW, BOB, now=1200)
 
 
+@each_backend
 def test_remove_takes_a_validated_sender_or_a_pending_request(store):
     token = store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY)
     store.confirm(token, ALICE, now=1001)
@@ -78,12 +87,64 @@ def test_remove_takes_a_validated_sender_or_a_pending_request(store):
     assert store.senders(ALICE, now=1003) == ([], [])
 
 
+@each_backend
 def test_a_failed_transaction_leaves_nothing(store):
     store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY)
-    with pytest.raises(sqlite3.IntegrityError), store.transaction():
+    with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)), store.transaction():
         store.db.execute("DELETE FROM validation_requests")
-        store.db.execute("INSERT INTO validated_senders VALUES ('x@y.example', ?, 'nobody', 1)", (ALICE,))
+        store.db.execute("INSERT INTO validated_senders VALUES ('x@y.example', 'alice@runbox.com', 'nobody', 1)")
     assert store.senders(ALICE, now=1001) == ([], [NEW])
+
+
+@each_backend
+def test_an_operation_inside_a_transaction_is_part_of_it(store):
+    """remove() inside an outer transaction neither commits nor begins: the outer's rollback takes it back."""
+    store.request(NEW, ALICE, "192.0.2.1", now=1000, ttl=DAY)
+    with pytest.raises(RuntimeError), store.transaction():
+        assert store.remove(NEW, ALICE)
+        raise RuntimeError("after the remove")
+    assert store.senders(ALICE, now=1001) == ([], [NEW])
+
+
+def test_each_store_class_runs_the_statements_in_its_drivers_own_placeholders():
+    """The statements are written once ({name}) and rendered when each class is
+    defined: sqlite3's :name, psycopg's %(name)s; nothing else of the text differs."""
+    assert SqliteStore.sql.drop_request == "DELETE FROM validation_requests WHERE sender = :sender AND login = :login"
+    assert PgStore.sql.drop_request == "DELETE FROM validation_requests WHERE sender = %(sender)s AND login = %(login)s"
+    assert Store is SqliteStore
+    for key, text in STATEMENTS.items():
+        assert re.sub(r":(\w+)", r"{\1}", getattr(SqliteStore.sql, key)) == text, key
+        assert re.sub(r"%\((\w+)\)s", r"{\1}", getattr(PgStore.sql, key)) == text, key
+
+
+@pytest.mark.parametrize(
+    ("spec", "kind"),
+    [
+        ("/var/lib/sender-validation/senders.sqlite", SqliteStore),
+        ("postgresql://submission_validation@db.fleet.test/submission?sslmode=verify-full", PgStore),
+        ("postgres://db.fleet.test/submission", PgStore),
+        ("host=db.fleet.test dbname=submission user=submission_validation", PgStore),
+    ],
+)
+def test_open_store_takes_a_connection_string_for_postgresql_and_anything_else_for_a_sqlite_file(spec, kind):
+    opened = open_store(spec)
+    assert type(opened) is kind and opened.path == spec
+    opened.close()
+
+
+def test_a_sqlite_write_waits_for_another_writer_up_to_the_busy_timeout(store):
+    """BEGIN IMMEDIATE takes the one write lock; another store's write waits for it
+    (SQLite's busy timeout) and then fails, as sqlite3 reports a held lock."""
+    other = SqliteStore(store.path, timeout=0.3)
+    with store.transaction():
+        store.log_request(NEW, ALICE, now=1000)
+        started = time.monotonic()
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.log_request(NEW, BOB, now=1000)
+        assert time.monotonic() - started >= 0.3
+    other.log_request(NEW, BOB, now=1001)
+    assert store.requests_for_sender(NEW, since=0) == 2
+    other.close()
 
 
 def test_postfix_reads_a_confirmation_at_once(store, tmp_path, postfix_config):
