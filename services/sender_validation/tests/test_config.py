@@ -12,6 +12,9 @@ from sender_validation.config import ConfigError, load, service_settings
 from sender_validation.socketmap_protocol import netstring
 
 PACKAGE_ROOT = pathlib.Path(__file__).resolve().parents[1]
+# The package, and the collection's module_utils that it imports under the
+# collection's name (sender_address imports dns_name so), as on a host.
+PYTHONPATH = os.pathsep.join([str(PACKAGE_ROOT), str(PACKAGE_ROOT.parents[1] / "collections")])
 LISTENERS = [{"hostname": "smtp.runbox.com", "ports": [25, 26, 587], "tls": "starttls"}]
 
 
@@ -62,7 +65,7 @@ def test_a_bad_file_names_the_bad_key(tmp_path, override, message):
 def test_migrate_creates_the_schema_once(tmp_path):
     path = write_config(tmp_path)
     command = [sys.executable, "-m", "sender_validation", "migrate", str(path)]
-    env = dict(os.environ, PYTHONPATH=str(PACKAGE_ROOT))
+    env = dict(os.environ, PYTHONPATH=PYTHONPATH)
     first = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     assert first.returncode == 0 and "applied [1, 2]" in first.stdout, first.stderr
     again = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
@@ -71,7 +74,7 @@ def test_migrate_creates_the_schema_once(tmp_path):
 
 def test_the_wsgi_app_starts_from_the_file_and_serves_the_login_page(tmp_path):
     path = write_config(tmp_path)
-    env = dict(os.environ, PYTHONPATH=str(PACKAGE_ROOT), SENDER_VALIDATION_CONFIG=str(path))
+    env = dict(os.environ, PYTHONPATH=PYTHONPATH, SENDER_VALIDATION_CONFIG=str(path))
     probe = "from sender_validation.wsgi import app; print(app.test_client().get('/login').status_code)"
     served = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False, env=env)
     assert served.stdout.strip() == "200", served.stderr
@@ -81,7 +84,7 @@ def test_the_sender_map_serves_on_the_socket_systemd_passes(tmp_path):
     """As sender-validation-map.socket starts it: the listening socket as fd 3,
     LISTEN_PID and LISTEN_FDS=1 (sd_listen_fds(3))."""
     path = write_config(tmp_path)
-    env = dict(os.environ, PYTHONPATH=str(PACKAGE_ROOT))
+    env = dict(os.environ, PYTHONPATH=PYTHONPATH)
     subprocess.run([sys.executable, "-m", "sender_validation", "migrate", str(path)], check=True, env=env)
     listening = socket.socket(socket.AF_UNIX)
     listening.bind(str(tmp_path / "map.sock"))
@@ -108,7 +111,7 @@ def test_the_sender_map_serves_on_the_socket_systemd_passes(tmp_path):
 
 def test_end_sessions_logs_a_login_out_everywhere_and_names_a_bad_login(tmp_path):
     path = write_config(tmp_path)
-    env = dict(os.environ, PYTHONPATH=str(PACKAGE_ROOT))
+    env = dict(os.environ, PYTHONPATH=PYTHONPATH)
     subprocess.run([sys.executable, "-m", "sender_validation", "migrate", str(path)], check=True, env=env)
     from sender_validation.store import Store  # noqa: PLC0415
 
