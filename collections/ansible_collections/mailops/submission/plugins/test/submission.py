@@ -12,9 +12,9 @@ description:
     (local@domain, see its documentation).
   - C(sender_address) is true when the value is a sender key it accepts (local@domain or @domain).
   - C(dns_name) is true when the value is a DNS name by the collection's one rule, written as the collection writes
-    names (lower case, an internationalised label as its A-label, no trailing dot): labels of letters, digits and
-    C(-) (not at an end) of at most 63 octets, at most 253 octets in all, the last label not all digits. Two labels
-    at least, unless C(single_label=true) (a host name such as C(db1)).
+    names (lower case, an internationalised label as its A-label, no trailing dot), with labels of letters, digits
+    and C(-) (not at an end) of at most 63 octets, at most 253 octets in all, the last label not all digits. Two
+    labels at least, unless C(single_label=true) (a host name such as C(db1)).
 author: smtp-submission developers
 """
 
