@@ -139,3 +139,23 @@ def test_a_play_that_names_no_certificate_source_stops_before_anything(run_play,
     assert rc != 0, "the role ran without submission_tls_source"
     assert "submission_tls_source" in out, out[-3000:]
     assert not (tmp_path / "installed").exists(), "the role wrote files before it stopped"
+
+
+def test_a_name_that_is_not_a_canonical_dns_name_stops_the_play_before_anything(run_play, tmp_path):
+    """The names become certificates and file names as written: the collection's
+    DNS-name test (mailops.submission.dns_name) holds for each, or the play stops."""
+    play_vars = {
+        "submission_domain": "example.net",
+        "submission_tls_names": ["smtp.example.net", "Secure.example.net", "mail.example.123", "x.xn--p1ai"],
+        "submission_tls_source": "local_ca",
+        "submission_tls_dir": f"{tmp_path}/installed",
+        "submission_tls_reload_postfix": False,
+    }
+    rc, out = run_play(play_vars, {"roles": ["submission_tls"]})
+    assert rc != 0, out[-3000:]
+    # The play's output is JSON: the message's quotes come escaped.
+    for refused in ("Secure.example.net", "mail.example.123"):
+        assert f'submission_tls_names: \\"{refused}\\" is not a DNS name' in out, out[-3000:]
+    for accepted in ("smtp.example.net", "x.xn--p1ai"):
+        assert f'\\"{accepted}\\" is not a DNS name' not in out, out[-3000:]
+    assert not (tmp_path / "installed").exists(), "the role wrote files before it stopped"

@@ -14,7 +14,7 @@ description:
     M(mailops.submission.sender_allowlist).
   - C(certificate_matches) picks, for every service name and key type, the first supplied certificate that covers
     the name (wildcards for one label included).
-  - C(hosted_domains) gives the provider's domains: the primary one, the accounts' own and the ones they own.
+  - C(hosted_domains) gives the provider's domains (the primary one, the accounts' own and the ones they own).
   - C(identity_problems) lists broken identity invariants of the accounts (an C(@domain) alias or external sender,
     the primary domain or another account's domain owned, an address with two owners unless shared, an external or
     validated address inside the provider's domains), each naming the account and the key.

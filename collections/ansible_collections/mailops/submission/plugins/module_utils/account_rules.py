@@ -10,7 +10,7 @@ its password is a slow, salted crypt hash, never clear text or a fast hash.
 from __future__ import annotations
 
 import re
-from collections import Counter
+from dataclasses import dataclass
 
 from ansible_collections.mailops.submission.plugins.module_utils.sender_address import (
     AddressError,
@@ -71,26 +71,79 @@ def _crypt_id_problem(crypt_id, prefix):
     return None
 
 
-def account_problems(accounts):
-    """One line per problem, each naming the account by its address (or its
-    position) and never quoting a password or a hash."""
-    problems, logins = [], []
-    for position, account in enumerate(accounts, start=1):
+@dataclass(frozen=True)
+class AccountProblem:
+    """One thing wrong with an account entry; nothing in it quotes a password or a hash.
+
+    index: the entry's place in the list, from 0; address: as the entry gives
+    it (None when the entry is not a mapping); login: its canonical login, when
+    the address is one; kind: ``entry`` (not a mapping), ``address`` (not a
+    login), ``password`` (one in clear text), ``password_hash`` (not a hash this
+    service accepts) or ``listed`` (the login of an earlier entry, the one at
+    index ``first``); reason: why, for ``address`` and ``password_hash``.
+    """
+
+    index: int
+    address: object
+    login: str | None
+    kind: str
+    reason: str = ""
+    first: int | None = None
+
+
+def account_entry_problems(accounts, states=False):
+    """The one check of account entries, the inventory's (account_problems) and
+    the fleet_accounts module's: their problems, entry by entry, in the order
+    of the list, each caller reporting them its way.
+
+    states: an entry may say ``state: absent`` (the module's entries), which
+    needs no password hash."""
+    first = {}
+    for index, account in enumerate(accounts):
         if not isinstance(account, dict):
-            problems.append(f"account #{position}: not a mapping")
+            yield AccountProblem(index, None, None, "entry")
             continue
         address = account.get("address")
-        label = address if isinstance(address, str) and address else f"account #{position}"
+        login = None
         try:
-            logins.append(normalize_login(address))
+            login = normalize_login(address)
         except AddressError as exc:
-            problems.append(f"{label}: the address is not a login: {exc.reason}")
+            yield AccountProblem(index, address, None, "address", exc.reason)
         if "password" in account:
-            problems.append(f"{label}: a clear-text password; give its hash as password_hash")
-        hash_problem = password_hash_problem(account.get("password_hash"))
-        if hash_problem:
-            problems.append(f"{label}: {hash_problem}")
-    problems += [f"{login}: listed {count} times" for login, count in Counter(logins).items() if count > 1]
+            yield AccountProblem(index, address, login, "password")
+        if not (states and account.get("state", "present") == "absent"):
+            hash_problem = password_hash_problem(account.get("password_hash"))
+            if hash_problem:
+                yield AccountProblem(index, address, login, "password_hash", hash_problem)
+        if login in first:
+            yield AccountProblem(index, address, login, "listed", first=first[login])
+        elif login is not None:
+            first[login] = index
+
+
+_PROBLEM_LINES = {
+    "entry": "{label}: not a mapping",
+    "address": "{label}: the address is not a login: {reason}",
+    "password": "{label}: a clear-text password; give its hash as password_hash",
+    "password_hash": "{label}: {reason}",
+}
+
+
+def account_problems(accounts):
+    """One line per problem, each naming the account by its address (or its
+    position) and never quoting a password or a hash; a login listed more than
+    once is one line, last."""
+    problems, repeated = [], {}
+    for problem in account_entry_problems(accounts):
+        if problem.kind == "listed":
+            repeated.setdefault(problem.login, [problem.first, 1])[1] += 1
+            continue
+        address = problem.address
+        label = address if isinstance(address, str) and address else f"account #{problem.index + 1}"
+        problems.append(_PROBLEM_LINES[problem.kind].format(label=label, reason=problem.reason))
+    problems += [
+        f"{login}: listed {count} times" for login, (_, count) in sorted(repeated.items(), key=lambda item: item[1][0])
+    ]
     return problems
 
 

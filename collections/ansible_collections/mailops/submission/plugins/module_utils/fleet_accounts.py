@@ -3,10 +3,11 @@
 """The fleet_accounts module's input and plan: accounts, their aliases and
 owned domains, as rows of the fleet database (fleet_schema.py).
 
-Every account is checked before anything is read or written: its login by the
-login rule, its hash by account_rules (strong crypt schemes only), its aliases
-and domains by the address rule. A problem names the account and the value,
-never a hash.
+Every account is checked before anything is read or written: its login, its
+hash (strong crypt schemes only) and the logins listed twice by account_rules'
+one check of account entries (the inventory's is the same), its aliases and
+domains by the address rule. A problem names the account and the value, never
+a hash.
 
 Pure Python, no database import: the module reads and writes.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ansible_collections.mailops.submission.plugins.module_utils.account_rules import password_hash_problem
+from ansible_collections.mailops.submission.plugins.module_utils.account_rules import account_entry_problems
 from ansible_collections.mailops.submission.plugins.module_utils.sender_address import (
     AddressError,
     normalize_login,
@@ -35,19 +36,24 @@ class Account:
     domains: frozenset = field(default_factory=frozenset)
 
 
-def normalize_account(index, raw):
-    """One module entry as an Account (state absent: None hash); AccountError names the entry."""
-    label = f"accounts[{index}]"
-    try:
-        login = normalize_login(raw.get("address"))
-    except AddressError as exc:
-        raise AccountError(f"{label}: address {raw.get('address')!r} is not a login: {exc.reason}") from None
-    label = f"{label} ({login})"
+# account_entry_problems' problems as this module reports them: the first one
+# stops the run.
+_PROBLEM_MESSAGES = {
+    "entry": "accounts[{index}]: not a mapping",
+    "address": "accounts[{index}]: address {address!r} is not a login: {reason}",
+    "password": "accounts[{index}] ({login}): a clear-text password; give its hash as password_hash",
+    "password_hash": "accounts[{index}] ({login}): {reason}",
+    "listed": "accounts[{index}] ({login}): listed already as accounts[{first}]",
+}
+
+
+def _account(index, raw):
+    """One entry that passed the account checks as an Account (state absent: None hash); its
+    aliases and domains by the address rule, AccountError naming the entry."""
+    login = normalize_login(raw["address"])
     if raw.get("state", "present") == "absent":
         return Account(login, None)
-    problem = password_hash_problem(raw.get("password_hash"))
-    if problem:
-        raise AccountError(f"{label}: {problem}")
+    label = f"accounts[{index}] ({login})"
     aliases = set()
     for alias in raw.get("aliases") or []:
         try:
@@ -69,14 +75,15 @@ def normalize_account(index, raw):
 
 
 def normalize_accounts(raw_accounts):
-    """The entries as Accounts; a login listed twice or a domain with two owners is an error."""
-    accounts, seen, domain_owner = [], {}, {}
+    """The entries as Accounts; the first problem of account_rules' check (a
+    login listed twice included), then of an alias or a domain, or a domain
+    with two owners, is an AccountError."""
+    problem = next(account_entry_problems(raw_accounts, states=True), None)
+    if problem is not None:
+        raise AccountError(_PROBLEM_MESSAGES[problem.kind].format(**vars(problem)))
+    accounts, domain_owner = [], {}
     for index, raw in enumerate(raw_accounts):
-        account = normalize_account(index, raw)
-        if account.login in seen:
-            first = seen[account.login]
-            raise AccountError(f"accounts[{index}] ({account.login}): listed already as accounts[{first}]")
-        seen[account.login] = index
+        account = _account(index, raw)
         for domain in account.domains:
             if domain in domain_owner:
                 raise AccountError(

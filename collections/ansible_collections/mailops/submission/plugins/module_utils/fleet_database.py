@@ -17,20 +17,23 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
+from ansible_collections.mailops.submission.plugins.module_utils.dns_name import DnsNameError, dns_name
+
 DEFAULTS = {
     "port": 5432,
     "name": "submission",
     "ca_file": "/etc/ssl/submission/fleet-database-ca.pem",
     "connect_timeout": 5,
 }
-_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*", re.I)
 _IDENTIFIER_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def fleet_database_settings(settings):
     """The fleet database's settings with their defaults; an empty mapping (no fleet) stays empty.
 
-    host: the name the MTAs connect to (the server certificate's name);
+    host: the name the MTAs connect to (the server certificate's name), a DNS
+    name of one label or more, given back in its canonical form (lower case,
+    A-labels);
     inventory_host: the database host in the inventory, from which the CA
     certificate is read; port, name, ca_file, connect_timeout.
     """
@@ -42,8 +45,12 @@ def fleet_database_settings(settings):
     if unknown:
         raise ValueError(f"submission_fleet_database: unknown keys {unknown}")
     merged = dict(DEFAULTS, **settings)
-    if not isinstance(merged.get("host"), str) or not _NAME_RE.fullmatch(merged["host"]):
-        raise ValueError(f"submission_fleet_database.host: {merged.get('host')!r} is not a host name")
+    try:
+        merged["host"] = dns_name(merged.get("host"), single_label=True)
+    except DnsNameError as exc:
+        raise ValueError(
+            f"submission_fleet_database.host: {merged.get('host')!r} is not a host name: it {exc.reason}"
+        ) from None
     if not isinstance(merged.get("inventory_host"), str) or not merged["inventory_host"]:
         raise ValueError("submission_fleet_database.inventory_host: the database host's name in the inventory")
     if not _IDENTIFIER_RE.fullmatch(str(merged["name"])):

@@ -16,21 +16,34 @@ the users' validated rows there, in the same transaction (a trigger).
 The view runs with its owner's rights, so Postfix's and the milter's database
 roles read the pairs and never a password hash.
 
-Pure Python, no Ansible import: the milter imports it unchanged.
+Pure Python, no Ansible import (nor has dns_name.py, which it imports): the
+milter imports it unchanged.
 """
 
 from __future__ import annotations
 
-import re
+from ansible_collections.mailops.submission.plugins.module_utils.dns_name import (
+    MAX_NAME_OCTETS,
+    NAME_PATTERN,
+    DnsNameError,
+    dns_name,
+)
 
 # A validated sender's shape (sender_address.SENDER_RE with a local part, in
 # PostgreSQL's regular expressions): part of migration 101, never edited; a new
-# rule is a new migration.
+# rule is a new migration (103: the domain by the one DNS-name rule).
 SENDER_ADDRESS_RE = (
     r"^(?!#)[a-z0-9#$&'*+/=?^_`{|}~-]+(\.[a-z0-9#$&'*+/=?^_`{|}~-]+)*"
     r"@[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$"
 )
 _SENDER_ADDRESS_SQL = SENDER_ADDRESS_RE.replace("'", "''")
+# A validated sender's domain is a DNS name by dns_name.py's rule (its regular
+# expression says the same of canonical text, and PostgreSQL's ARE reads it
+# alike): migration 103's, frozen with it (test_fleet_rules.SHIPPED).
+_VALIDATED_DOMAIN = "split_part(sender, '@', 2)"
+_DOMAIN_IS_A_NAME = (
+    f"{_VALIDATED_DOMAIN} ~ '^{NAME_PATTERN}$' AND octet_length({_VALIDATED_DOMAIN}) <= {MAX_NAME_OCTETS}"
+)
 
 # Versions above the validation store's (validated_store.MIGRATIONS, 1..99),
 # in the same schema_version table. Append; never edit one that has shipped.
@@ -174,6 +187,17 @@ MIGRATIONS = [
                 FOR EACH ROW EXECUTE FUNCTION end_web_sessions()""",
         ],
     ),
+    (
+        # One DNS-name rule (dns_name.py): a validated sender's domain is at
+        # most 253 octets and its last label is not all digits (an address,
+        # not a name), whoever writes; rows from before the rule go.
+        103,
+        [
+            f"DELETE FROM validated_senders WHERE NOT ({_DOMAIN_IS_A_NAME})",  # noqa: S608 (constants, no input)
+            f"""ALTER TABLE validated_senders ADD CONSTRAINT validated_senders_domain_is_a_name
+                CHECK ({_DOMAIN_IS_A_NAME})""",
+        ],
+    ),
 ]
 
 # The logins that may send as a key; several rows join with commas, as
@@ -191,7 +215,6 @@ _DOVECOT_PASSDB_QUERY = (
     " WHERE login = CASE WHEN strpos('{user}', '@') = 0 THEN '{user}@{domain}' ELSE '{user}' END"
 )
 DOVECOT_USER_VARIABLE = {"2.3": "%u", "2.4": "%{user}"}
-_DOMAIN_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+")
 
 
 def sender_logins_query(style):
@@ -202,8 +225,10 @@ def sender_logins_query(style):
 
 def password_query(primary_domain, dovecot_series):
     """Dovecot's passdb sql query for its configuration series ('2.3' or '2.4');
-    primary_domain is the domain of bare logins (an A-label domain name)."""
-    domain = str(primary_domain).lower()
-    if not _DOMAIN_RE.fullmatch(domain):
-        raise ValueError(f"{primary_domain!r} is not a domain name (in A-labels) for bare logins")
+    primary_domain is the domain of bare logins (a DNS name, which the query holds
+    in its canonical form: lower case, A-labels, as the accounts' logins hold it)."""
+    try:
+        domain = dns_name(primary_domain)
+    except DnsNameError as exc:
+        raise ValueError(f"{primary_domain!r} is not a domain name for bare logins: it {exc.reason}") from None
     return _DOVECOT_PASSDB_QUERY.format(user=DOVECOT_USER_VARIABLE[dovecot_series], domain=domain)

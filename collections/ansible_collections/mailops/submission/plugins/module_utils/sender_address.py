@@ -14,12 +14,11 @@ Refused, because Postfix or postmap would read them as something else, or
 because no mail client sends them: whitespace, commas, control characters,
 ``%`` and ``!`` (old relay routing), ``:`` and source routes, quoted local parts,
 ``=?`` (an RFC 2047 encoded word, which a mail library would decode into another
-address), empty labels and trailing dots, a leading ``#`` (a comment to postmap),
-local parts over 64 octets, domains over 255 octets, labels over 63 octets.
-
-Internationalised domains follow IDNA 2008 with UTS 46 mapping, non-transitional
-(the ``idna`` package, Debian's python3-idna): ``faß.de`` is ``xn--fa-hia.de``,
-not IDNA 2003's ``fass.de``, another registrant's domain.
+address), a leading ``#`` (a comment to postmap), local parts over 64 octets,
+and a domain that is not a DNS name of two labels or more by the collection's
+one rule (``dns_name``: no empty label or trailing dot, at most 253 octets, the
+last label not all digits; an internationalised domain becomes its IDNA 2008
+A-labels, ``faß.de`` is ``xn--fa-hia.de``).
 
 ``mailbox`` is the rule for "the same mailbox" that the validation limits count
 on: the canonical address without its ``+tag``, and without dots in the local
@@ -30,20 +29,27 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.mailops.submission.plugins.module_utils.dns_name import (
+    LABEL_PATTERN,
+    LAST_LABEL_PATTERN,
+    MAX_LABEL_OCTETS,
+    MAX_NAME_OCTETS,
+    NAME_PATTERN,
+    DnsNameError,
+    RefusedValue,
+    dns_name,
+)
+
 MAX_LOCAL_OCTETS = 64
-MAX_DOMAIN_OCTETS = 255
-MAX_LABEL_OCTETS = 63
 
 # RFC 5322 atext without the characters refused above ('%', '!').
 _ATEXT = r"[a-z0-9#$&'*+/=?^_`{|}~-]"
 _LOCAL = rf"(?!#){_ATEXT}+(?:\.{_ATEXT}+)*"
-_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_DOMAIN = rf"{_LABEL}(?:\.{_LABEL})+"
 # Logins pass through Dovecot's auth_username_chars, a narrower set.
 _LOGIN_LOCAL = r"[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*"
 
-SENDER_RE = re.compile(rf"(?:{_LOCAL})?@{_DOMAIN}")
-LOGIN_RE = re.compile(rf"{_LOGIN_LOCAL}@{_DOMAIN}")
+SENDER_RE = re.compile(rf"(?:{_LOCAL})?@{NAME_PATTERN}")
+LOGIN_RE = re.compile(rf"{_LOGIN_LOCAL}@{NAME_PATTERN}")
 
 # The same rules for a whole lower-cased bulk file (``sender login`` lines, blank
 # and '#' lines), with the length limits as lookaheads, checked in one pass of the
@@ -51,15 +57,15 @@ LOGIN_RE = re.compile(rf"{_LOGIN_LOCAL}@{_DOMAIN}")
 # Whatever this accepts, normalize_sender/normalize_login accept unchanged; a
 # file it refuses is parsed line by line (IDN domains, or an error naming the line).
 _ATEXT_RUN = rf"{_ATEXT}++"
-_LABEL_ATOMIC = rf"(?>{_LABEL})"
-_DOMAIN_ATOMIC = rf"{_LABEL_ATOMIC}(?:\.{_LABEL_ATOMIC})++"
+# A label followed by '.' is never the last: the possessive run of them leaves the last label.
+_DOMAIN_ATOMIC = rf"(?:(?>{LABEL_PATTERN})\.)++(?>{LAST_LABEL_PATTERN})"
 _BULK_SENDER = (
-    rf"(?=[^@\s]{{0,{MAX_LOCAL_OCTETS}}}@\S{{1,{MAX_DOMAIN_OCTETS}}}[ \t])"
+    rf"(?=[^@\s]{{0,{MAX_LOCAL_OCTETS}}}@\S{{1,{MAX_NAME_OCTETS}}}[ \t])"
     r"(?![^@\s]*=\?)"
     rf"(?!#)(?:{_ATEXT_RUN}(?:\.{_ATEXT_RUN})*+)?@{_DOMAIN_ATOMIC}"
 )
 _BULK_LOGIN = (
-    rf"(?=[^@\s]{{1,{MAX_LOCAL_OCTETS}}}@\S{{1,{MAX_DOMAIN_OCTETS}}}[ \t\n])"
+    rf"(?=[^@\s]{{1,{MAX_LOCAL_OCTETS}}}@\S{{1,{MAX_NAME_OCTETS}}}[ \t\n])"
     rf"[a-z0-9_+-]++(?:\.[a-z0-9_+-]++)*+@{_DOMAIN_ATOMIC}"
 )
 BULK_FILE_RE = re.compile(rf"(?>[ \t]*+(?:#[^\n]*+)?\n|[ \t]*+{_BULK_SENDER}[ \t]++{_BULK_LOGIN}[ \t]*+\n)*+")
@@ -73,54 +79,19 @@ DOT_FOLDING_DOMAINS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
 _WHITESPACE = re.compile(r"\s")
 
 
-class AddressError(ValueError):
+class AddressError(RefusedValue):
     """An address that cannot be a key or a login; the message says why."""
-
-    def __init__(self, value, reason):
-        super().__init__(f"{value!r}: {reason}")
-        self.value = value
-        self.reason = reason
 
 
 def _domain_to_ascii(value, domain):
     if not domain:
         raise AddressError(value, "empty domain")
-    if domain.endswith("."):
-        raise AddressError(value, "trailing dot in the domain")
     if domain.startswith("[") or domain.startswith("#"):
         raise AddressError(value, "address literals are not allowed")
-    labels = domain.split(".")
-    ascii_labels = []
-    for label in labels:
-        if not label:
-            raise AddressError(value, "empty label in the domain")
-        if label.isascii():
-            ascii_label = label.lower()
-        else:
-            ascii_label = _idn_label_to_ascii(value, label)
-        if len(ascii_label) > MAX_LABEL_OCTETS:
-            raise AddressError(value, f"domain label {label!r} is longer than {MAX_LABEL_OCTETS} octets")
-        if not re.fullmatch(_LABEL, ascii_label):
-            raise AddressError(value, f"domain label {label!r} has a character outside letters, digits and '-'")
-        ascii_labels.append(ascii_label)
-    if len(ascii_labels) < 2:
-        raise AddressError(value, "the domain needs at least two labels")
-    ascii_domain = ".".join(ascii_labels)
-    if len(ascii_domain) > MAX_DOMAIN_OCTETS:
-        raise AddressError(value, f"domain is longer than {MAX_DOMAIN_OCTETS} octets")
-    return ascii_domain
-
-
-def _idn_label_to_ascii(value, label):
-    """The A-label of a U-label: IDNA 2008, UTS 46 mapping, non-transitional."""
     try:
-        import idna  # noqa: PLC0415 (only IDN domains need it; Ansible's targets may lack it)
-    except ImportError:
-        raise AddressError(value, "an internationalised domain needs the idna package (python3-idna)") from None
-    try:
-        return idna.encode(label, uts46=True, transitional=False).decode("ascii")
-    except (idna.IDNAError, UnicodeError) as exc:
-        raise AddressError(value, f"domain label {label!r} is not a valid IDN label ({exc})") from None
+        return dns_name(domain)
+    except DnsNameError as exc:
+        raise AddressError(value, f"the domain {exc.reason}") from None
 
 
 def _check_common(value):
@@ -188,7 +159,7 @@ def _lengths_ok(address):
     local, _, domain = address.partition("@")
     return (
         len(local) <= MAX_LOCAL_OCTETS
-        and len(domain) <= MAX_DOMAIN_OCTETS
+        and len(domain) <= MAX_NAME_OCTETS
         and all(len(label) <= MAX_LABEL_OCTETS for label in domain.split("."))
     )
 

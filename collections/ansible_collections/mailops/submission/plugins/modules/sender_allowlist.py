@@ -16,8 +16,9 @@ description:
     C(@domain) (every address at the domain). A key may belong to several logins.
   - Keys and logins are validated and normalised first (lower case, IDN domains to their A-label, RFC 5321
     length limits). Whitespace, commas, control characters, C(%), C(!), C(:), source routes, quoted local
-    parts, empty labels and trailing dots are refused. A bad entry fails the task, names the entry, and
-    nothing is written.
+    parts, empty labels and trailing dots are refused, and a domain is a DNS name by the collection's one rule
+    (the test C(mailops.submission.dns_name); at most 253 octets, the last label not all digits). A bad entry
+    fails the task, names the entry, and nothing is written.
   - When the resulting table equals the current one, nothing is written and no map is rebuilt.
     Otherwise the source file and the compiled map are replaced by renaming complete new files over
     them, so that Postfix never reads a half-built map and a failure midway leaves the previous table
@@ -48,7 +49,7 @@ requirements:
   - Postfix's C(postmap) on the target, with support for the chosen map type (Debian packages
     C(postfix-lmdb), C(postfix-cdb)).
   - With O(database), psycopg 3 (Debian's C(python3-psycopg)) on the database host.
-  - For an internationalised domain, the C(idna) package (Debian's C(python3-idna)) on the target: IDNA 2008 / UTS 46.
+  - For an internationalised domain, the C(idna) package (Debian's C(python3-idna)) on the target (IDNA 2008 / UTS 46).
 options:
   path:
     description:

@@ -1,19 +1,35 @@
 # Copyright: smtp-submission developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Tests with the collection's address rules, the ones the module enforces."""
+"""Tests with the collection's address and DNS-name rules, the ones its modules enforce."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: submission
-short_description: Address tests with the sender allowlist's own rules
+short_description: Address and DNS-name tests with the collection's own rules
 description:
   - C(login_address) is true when the value is a SASL login that M(mailops.submission.sender_allowlist) accepts
     (local@domain, see its documentation).
   - C(sender_address) is true when the value is a sender key it accepts (local@domain or @domain).
+  - C(dns_name) is true when the value is a DNS name by the collection's one rule, written as the collection writes
+    names (lower case, an internationalised label as its A-label, no trailing dot), with labels of letters, digits
+    and C(-) (not at an end) of at most 63 octets, at most 253 octets in all, the last label not all digits. Two
+    labels at least, unless C(single_label=true) (a host name such as C(db1)).
 author: smtp-submission developers
 """
 
+EXAMPLES = r"""
+- name: Check the service names
+  ansible.builtin.assert:
+    that: item is mailops.submission.dns_name
+  loop: "{{ submission_tls_names }}"
+
+- name: Check a host name that may be one label
+  ansible.builtin.assert:
+    that: database_host is mailops.submission.dns_name(single_label=true)
+"""
+
+from ansible_collections.mailops.submission.plugins.module_utils.dns_name import is_dns_name
 from ansible_collections.mailops.submission.plugins.module_utils.sender_address import (
     AddressError,
     normalize_login,
@@ -34,4 +50,8 @@ def _accepts(normalize):
 
 class TestModule:
     def tests(self):
-        return {"login_address": _accepts(normalize_login), "sender_address": _accepts(normalize_sender)}
+        return {
+            "login_address": _accepts(normalize_login),
+            "sender_address": _accepts(normalize_sender),
+            "dns_name": is_dns_name,
+        }

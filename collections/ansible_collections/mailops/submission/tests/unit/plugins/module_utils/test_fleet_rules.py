@@ -7,6 +7,7 @@ import re
 import pytest
 from ansible_collections.mailops.submission.plugins.module_utils.client_networks import host_networks
 from ansible_collections.mailops.submission.plugins.module_utils.database_senders import _copy_blocks, count_after
+from ansible_collections.mailops.submission.plugins.module_utils.dns_name import MAX_NAME_OCTETS, NAME_PATTERN
 from ansible_collections.mailops.submission.plugins.module_utils.fleet_accounts import (
     Account,
     AccountError,
@@ -127,6 +128,14 @@ def test_settings_get_their_defaults_and_a_bad_one_is_named():
         assert named in str(raised.value)
 
 
+def test_the_database_host_is_a_dns_name_of_one_label_or_more_in_its_canonical_form():
+    assert fleet_database_settings(dict(SETTINGS, host="DB.Fleet.Test"))["host"] == "db.fleet.test"
+    assert fleet_database_settings(dict(SETTINGS, host="fleet-db"))["host"] == "fleet-db"
+    for address in ("192.0.2.10", "1234"):
+        with pytest.raises(ValueError, match=rf"host: '{re.escape(address)}' is not a host name: it ends with"):
+            fleet_database_settings(dict(SETTINGS, host=address))
+
+
 def test_every_connection_verifies_the_server_and_keeps_its_password_out_of_the_string():
     conninfo = fleet_conninfo(SETTINGS, "submission_milter", "/etc/from-check/pgpass")
     assert "sslmode=verify-full" in conninfo and "passfile=/etc/from-check/pgpass" in conninfo
@@ -151,6 +160,10 @@ def test_the_queries_are_one_for_postfix_and_the_milter_and_dovecots_follows_the
     assert "'%{user}@runbox.com'" in password_query("runbox.com", "2.4")
     with pytest.raises(ValueError, match=r"'runbox\.com; DROP'"):
         password_query("runbox.com; DROP", "2.3")
+    # The domain as the accounts' logins hold it: A-labels.
+    assert "'%u@xn--bcher-kva.example'" in password_query("Bücher.example", "2.3")
+    with pytest.raises(ValueError, match="needs at least two labels"):
+        password_query("localhost", "2.3")
 
 
 def test_host_addresses_become_one_address_networks_and_a_missing_one_is_named():
@@ -187,6 +200,7 @@ SHIPPED = {
     100: "0d11c23de62d506439121900475f18a86475dafd72e7d14fb837128d2a1ad8f3",
     101: "f6b60d818b132fd5ac5159517bf64caeb809add023cc84d8d18e969b9ad7d536",
     102: "4236770aff56cd1b49b9722e9c01673a16f6c8376f460deca10fb8347d023e56",
+    103: "cd4c773a16c800470762e4e65b56284bd2ed806d75f8aefc0a46a41a7b15c5ae",
 }
 
 
@@ -223,9 +237,26 @@ def test_the_view_skips_domain_keys_and_hosted_domains_and_a_new_hosted_domain_p
     assert "DELETE FROM validated_senders WHERE source = 'user' AND split_part(sender, '@', 2) = hosted" in rules
 
 
+def test_a_validated_senders_domain_is_a_name_by_the_one_rule():
+    """Migration 103: the domain by dns_name.py's rule, whoever writes (the
+    fleet scenario applies it to PostgreSQL)."""
+    [(_, statements)] = [migration for migration in MIGRATIONS if migration[0] == 103]
+    rule = f"split_part(sender, '@', 2) ~ '^{NAME_PATTERN}$' AND octet_length(split_part(sender, '@', 2)) <= 253"
+    assert statements[0].split(" WHERE NOT ") == ["DELETE FROM validated_senders", f"({rule})"]
+    assert "ADD CONSTRAINT validated_senders_domain_is_a_name" in statements[1]
+    assert f"CHECK ({rule})" in statements[1]
+
+
 def _shape_allows(value):
+    """The CHECKs of migrations 101 and 103."""
     local, _, domain = value.partition("@")
-    return bool(re.fullmatch(SENDER_ADDRESS_RE, value)) and len(local) <= 64 and len(domain) <= 255
+    return (
+        bool(re.fullmatch(SENDER_ADDRESS_RE, value))
+        and len(local) <= 64
+        and len(domain) <= 255
+        and bool(re.fullmatch(NAME_PATTERN, domain))
+        and len(domain) <= MAX_NAME_OCTETS
+    )
 
 
 @pytest.mark.parametrize(
@@ -243,6 +274,9 @@ def _shape_allows(value):
         ("a b@gmail.example", False),
         ("alice@-gmail.example", False),
         ("alice@gmail.example.", False),
+        ("alice@192.0.2.1", False),
+        ("alice@" + ".".join(["a" * 63] * 3) + "." + "b" * 61, True),
+        ("alice@" + ".".join(["a" * 63] * 3) + "." + "b" * 62, False),
         ("a" * 65 + "@gmail.example", False),
     ],
 )

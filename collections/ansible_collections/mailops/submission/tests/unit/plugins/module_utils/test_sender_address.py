@@ -23,6 +23,9 @@ from ansible_collections.mailops.submission.plugins.module_utils.sender_address 
         ("user@FASS.de", "user@fass.de"),
         ("a" * 64 + "@runbox.com", "a" * 64 + "@runbox.com"),
         ("x@" + "a" * 63 + ".example", "x@" + "a" * 63 + ".example"),
+        ("x@" + ".".join(["a" * 63] * 3) + "." + "b" * 61, "x@" + ".".join(["a" * 63] * 3) + "." + "b" * 61),
+        ("x@Xn--P1AI.xn--p1ai", "x@xn--p1ai.xn--p1ai"),
+        ("x@1-2.example.a1", "x@1-2.example.a1"),
     ],
 )
 def test_sender_keys_are_normalised(raw, canonical):
@@ -54,7 +57,9 @@ def test_sender_keys_are_normalised(raw, canonical):
         ("a" * 65 + "@runbox.com", "longer than 64 octets"),
         ("é" * 33 + "@runbox.com", "longer than 64 octets"),
         ("x@" + "a" * 64 + ".example", "longer than 63 octets"),
-        ("x@" + ".".join(["a" * 63] * 4) + ".example", "longer than 255 octets"),
+        ("x@" + ".".join(["a" * 63] * 4) + ".example", "longer than 253 octets"),
+        ("x@" + ".".join(["a" * 63] * 3) + "." + "b" * 62, "longer than 253 octets"),
+        ("alice@192.0.2.1", "digits only"),
         ("#alice@runbox.com", "starts with '#'"),
         ("alice", "exactly one '@'"),
         ("alice@bob@runbox.com", "exactly one '@'"),
