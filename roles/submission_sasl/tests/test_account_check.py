@@ -10,7 +10,9 @@ GOOD_HASH = "{SHA512-CRYPT}$6$ZRqKrkOtCAsTz6bk$p0Hnj5DB1gCgVgEtQH5msOPkpjAznihmL
 def check_accounts(run_play, accounts):
     include = {"name": "submission_sasl", "tasks_from": "check_accounts"}
     return run_play(
-        {"submission_sasl_accounts": accounts},
+        # submission_domain: every inventory sets it; the role's dependency
+        # (submission_common) checks it first.
+        {"submission_domain": "runbox.com", "submission_sasl_accounts": accounts},
         {"tasks": [{"name": "Check the accounts as the role does", "ansible.builtin.include_role": include}]},
         "-vvvv",
         callback="ansible.builtin.default",
