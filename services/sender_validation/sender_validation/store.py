@@ -285,15 +285,10 @@ class BaseStore:
     def open_session(self, login, now, ttl):
         """A new session of login for ttl seconds; its id (for the cookie)."""
         session_id = secrets.token_urlsafe(TOKEN_BYTES)
+        digest = token_digest(session_id)
         with self.transaction():
             self._execute(self.sql.drop_expired_sessions, now=now)
-            self._execute(
-                self.sql.open_session,
-                id_sha256=token_digest(session_id),
-                login=login,
-                created_at=now,
-                expires_at=now + ttl,
-            )
+            self._execute(self.sql.open_session, id_sha256=digest, login=login, created_at=now, expires_at=now + ttl)
         return session_id
 
     def session_login(self, session_id, now):
