@@ -88,7 +88,7 @@ def test_the_store_holds_only_accounts_pairs_and_the_inventorys_as_listed(host, 
     variables = host.ansible.get_variables()
     if not variables.get("submission_validation_enabled", True):
         pytest.skip("no validation service: the validated pairs are in the lmdb table")
-    store = variables.get("submission_validation_store", "/var/lib/sender-validation/senders.sqlite")
+    store = variables.get("submission_common_validation_store", "/var/lib/sender-validation/senders.sqlite")
     rows = json.loads(host.check_output("python3 -c %s %s", STORE_ROWS, store))
     logins = {account["address"].lower() for account in accounts}
     listed = {(s.lower(), a["address"].lower()) for a in accounts for s in a.get("external_senders", [])}

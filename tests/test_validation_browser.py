@@ -30,7 +30,7 @@ def web_name(host, deployment):
     variables = host.ansible.get_variables()
     if not variables.get("submission_validation_enabled", True):
         pytest.skip("submission_validation_enabled is false: this deployment has no validation service")
-    return variables.get("submission_validation_hostname", f"senders.{deployment.domain}")
+    return variables.get("submission_common_validation_hostname", f"senders.{deployment.domain}")
 
 
 def host_address(host):
@@ -58,7 +58,7 @@ def browser(host, deployment, request):
     nssdb = pathlib.Path(home) / ".pki/nssdb"
     nssdb.mkdir(parents=True)
     subprocess.run(["certutil", "-d", f"sql:{nssdb}", "-N", "--empty-password"], check=True)
-    tls_dir = host.ansible.get_variables().get("submission_tls_dir", "/etc/ssl/submission")
+    tls_dir = host.ansible.get_variables().get("submission_common_tls_dir", "/etc/ssl/submission")
     ca = host.file(f"{tls_dir}/ca.crt")
     if ca.exists:
         ca_file = pathlib.Path(home) / "ca.crt"

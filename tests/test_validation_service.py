@@ -49,7 +49,7 @@ def web(host, deployment, host_secrets):
     variables = host.ansible.get_variables()
     if not variables.get("submission_validation_enabled", True):
         pytest.skip("submission_validation_enabled is false: this deployment has no validation service")
-    name = variables.get("submission_validation_hostname", f"senders.{deployment.domain}")
+    name = variables.get("submission_common_validation_hostname", f"senders.{deployment.domain}")
     return Web(host, f"https://{name}", host_secrets)
 
 
@@ -133,7 +133,9 @@ def test_opening_and_submitting_the_link_without_a_session_validates_nothing(web
 
 def test_an_unreadable_store_defers_external_senders_but_not_the_accounts_own(web, host, probe, deployment, sink):
     account = deployment.account(deployment.domain)
-    store = host.ansible.get_variables().get("submission_validation_store", "/var/lib/sender-validation/senders.sqlite")
+    store = host.ansible.get_variables().get(
+        "submission_common_validation_store", "/var/lib/sender-validation/senders.sqlite"
+    )
     validated = new_address()
     # Seeded as the inventory's external senders are.
     insert = "INSERT INTO validated_senders VALUES (?, ?, 'inventory', 0)"
@@ -234,7 +236,7 @@ def test_nginx_reads_no_secret_of_the_service_and_reaches_it_through_its_socket(
     bug, a webmail on the host) cannot read the session signing key, the
     configuration or the store, and the service still answers through nginx."""
     variables = host.ansible.get_variables()
-    store = variables.get("submission_validation_store", "/var/lib/sender-validation/senders.sqlite")
+    store = variables.get("submission_common_validation_store", "/var/lib/sender-validation/senders.sqlite")
     secrets = ["/etc/sender-validation/secret_key", "/etc/sender-validation/config.json"]
     # In fleet mode the store is the database's, and the service has a passfile.
     secrets += [path for path in (store, "/etc/sender-validation/pgpass") if host.file(path).exists]
@@ -251,7 +253,7 @@ def test_the_service_sends_mail_as_its_own_address_only(host, deployment, sink):
     never a user's, and its mail may show no other From: a takeover of the
     service cannot send as the users, in the envelope or in the header."""
     variables = host.ansible.get_variables()
-    no_reply = variables.get("submission_validation_no_reply", f"no-reply@{deployment.domain}")
+    no_reply = variables.get("submission_common_no_reply", f"no-reply@{deployment.domain}")
     user = deployment.accounts[0].address
     sendmail = "printf %%s %s | runuser -u sender-validation -- /usr/sbin/sendmail -i -f %s -- %s"
 
@@ -389,7 +391,7 @@ def test_nginx_serves_a_renewed_certificate(web, host):
         pytest.skip("only the local CA can issue a certificate on the host")
     name = web.base_url.removeprefix("https://").split(":")[0]
     key_type = variables.get("submission_validation_key_type", "ecdsa")
-    tls_dir = variables.get("submission_tls_dir", "/etc/ssl/submission")
+    tls_dir = variables.get("submission_common_tls_dir", "/etc/ssl/submission")
     stem = f"{name}.{key_type}"
     chain, key, cert = f"{tls_dir}/chains/{stem}.pem", f"{tls_dir}/private/{stem}.key", f"{tls_dir}/certs/{stem}.crt"
     original = host.check_output("openssl x509 -noout -serial -in %s", cert)

@@ -47,7 +47,7 @@ def apply_role(run_play, tmp_path, pairs, key_types=("ecdsa", "rsa")):
         "submission_domain": "example.net",
         "submission_tls_names": NAMES,
         "submission_tls_source": "files",
-        "submission_tls_dir": f"{tmp_path}/installed",
+        "submission_common_tls_dir": f"{tmp_path}/installed",
         "submission_tls_files": [{"cert": str(cert), "key": str(key)} for cert, key in pairs],
         "submission_tls_key_types": list(key_types),
         # No Postfix here: the role's own reload handler stays out.
@@ -132,7 +132,7 @@ def test_a_play_that_names_no_certificate_source_stops_before_anything(run_play,
     play_vars = {
         "submission_domain": "example.net",
         "submission_tls_names": NAMES,
-        "submission_tls_dir": f"{tmp_path}/installed",
+        "submission_common_tls_dir": f"{tmp_path}/installed",
         "submission_tls_reload_postfix": False,
     }
     rc, out = run_play(play_vars, {"roles": ["submission_tls"]})
@@ -148,7 +148,7 @@ def test_a_name_that_is_not_a_canonical_dns_name_stops_the_play_before_anything(
         "submission_domain": "example.net",
         "submission_tls_names": ["smtp.example.net", "Secure.example.net", "mail.example.123", "x.xn--p1ai"],
         "submission_tls_source": "local_ca",
-        "submission_tls_dir": f"{tmp_path}/installed",
+        "submission_common_tls_dir": f"{tmp_path}/installed",
         "submission_tls_reload_postfix": False,
     }
     rc, out = run_play(play_vars, {"roles": ["submission_tls"]})

@@ -388,6 +388,8 @@ class PgStore(BaseStore):
     REQUEST_LOCK = 0x5E4D_5641_4C49_4401
 
     def _connect(self):
+        if psycopg is None:
+            raise RuntimeError("the fleet database's store needs psycopg 3 (Debian: python3-psycopg)")
         # Autocommit: a read alone is its own transaction; transaction() says BEGIN itself.
         return psycopg.connect(self.path, autocommit=True, connect_timeout=int(self.timeout))
 

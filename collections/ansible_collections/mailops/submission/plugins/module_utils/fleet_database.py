@@ -14,6 +14,7 @@ Pure Python, no Ansible import.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from urllib.parse import quote
 
@@ -26,6 +27,22 @@ DEFAULTS = {
     "connect_timeout": 5,
 }
 _IDENTIFIER_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def database_host(value):
+    """The database host as clients name it and its certificate holds it: an IP
+    address (canonical text) or a DNS name of one label or more (canonical)."""
+    if isinstance(value, str):
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            pass
+    try:
+        return dns_name(value, single_label=True)
+    except DnsNameError as exc:
+        raise ValueError(
+            f"submission_fleet_database.host: {value!r} is neither an IP address nor a host name: it {exc.reason}"
+        ) from None
 
 
 def fleet_database_settings(settings):
@@ -45,12 +62,7 @@ def fleet_database_settings(settings):
     if unknown:
         raise ValueError(f"submission_fleet_database: unknown keys {unknown}")
     merged = dict(DEFAULTS, **settings)
-    try:
-        merged["host"] = dns_name(merged.get("host"), single_label=True)
-    except DnsNameError as exc:
-        raise ValueError(
-            f"submission_fleet_database.host: {merged.get('host')!r} is not a host name: it {exc.reason}"
-        ) from None
+    merged["host"] = database_host(merged.get("host"))
     if not isinstance(merged.get("inventory_host"), str) or not merged["inventory_host"]:
         raise ValueError("submission_fleet_database.inventory_host: the database host's name in the inventory")
     if not _IDENTIFIER_RE.fullmatch(str(merged["name"])):

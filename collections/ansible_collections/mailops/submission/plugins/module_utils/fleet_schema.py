@@ -190,10 +190,12 @@ MIGRATIONS = [
     (
         # One DNS-name rule (dns_name.py): a validated sender's domain is at
         # most 253 octets and its last label is not all digits (an address,
-        # not a name), whoever writes; rows from before the rule go.
+        # not a name), whoever writes; rows from before the rule go, and the
+        # requests that would confirm one.
         103,
         [
             f"DELETE FROM validated_senders WHERE NOT ({_DOMAIN_IS_A_NAME})",  # noqa: S608 (constants, no input)
+            f"DELETE FROM validation_requests WHERE NOT ({_DOMAIN_IS_A_NAME})",  # noqa: S608 (constants, no input)
             f"""ALTER TABLE validated_senders ADD CONSTRAINT validated_senders_domain_is_a_name
                 CHECK ({_DOMAIN_IS_A_NAME})""",
         ],

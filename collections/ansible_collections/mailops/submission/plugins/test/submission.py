@@ -15,6 +15,8 @@ description:
     names (lower case, an internationalised label as its A-label, no trailing dot), with labels of letters, digits
     and C(-) (not at an end) of at most 63 octets, at most 253 octets in all, the last label not all digits. Two
     labels at least, unless C(single_label=true) (a host name such as C(db1)).
+  - C(ip_address) is true when the value is an IPv4 or IPv6 address written in its canonical form (C(10.0.0.5),
+    C(2001:db8::5)), as a certificate's IP name and libpq compare it.
 author: smtp-submission developers
 """
 
@@ -28,6 +30,8 @@ EXAMPLES = r"""
   ansible.builtin.assert:
     that: database_host is mailops.submission.dns_name(single_label=true)
 """
+
+import ipaddress
 
 from ansible_collections.mailops.submission.plugins.module_utils.dns_name import is_dns_name
 from ansible_collections.mailops.submission.plugins.module_utils.sender_address import (
@@ -48,10 +52,18 @@ def _accepts(normalize):
     return test
 
 
+def is_ip_address(value):
+    try:
+        return isinstance(value, str) and str(ipaddress.ip_address(value)) == value
+    except ValueError:
+        return False
+
+
 class TestModule:
     def tests(self):
         return {
             "login_address": _accepts(normalize_login),
             "sender_address": _accepts(normalize_sender),
             "dns_name": is_dns_name,
+            "ip_address": is_ip_address,
         }

@@ -117,3 +117,21 @@ def test_the_regular_expression_says_what_the_rule_says(value):
     NAME_PATTERN: on canonical text it must agree with the rule."""
     by_pattern = re.fullmatch(NAME_PATTERN, value) is not None and len(value) <= MAX_NAME_OCTETS
     assert by_pattern is is_dns_name(value), value
+
+
+@pytest.mark.parametrize(
+    ("value", "holds"),
+    [
+        ("10.0.0.5", True),
+        ("2001:db8::5", True),
+        ("2001:DB8::5", False),  # not as a certificate's IP name and libpq write it
+        ("2001:db8:0::5", False),
+        ("10.0.0", False),
+        ("db.fleet.test", False),
+        ("", False),
+        (None, False),
+        (5, False),
+    ],
+)
+def test_the_ip_address_test_holds_for_canonical_addresses_only(value, holds):
+    assert TESTS["ip_address"](value) is holds

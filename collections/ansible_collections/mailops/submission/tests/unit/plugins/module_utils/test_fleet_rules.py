@@ -128,11 +128,13 @@ def test_settings_get_their_defaults_and_a_bad_one_is_named():
         assert named in str(raised.value)
 
 
-def test_the_database_host_is_a_dns_name_of_one_label_or_more_in_its_canonical_form():
+def test_the_database_host_is_an_ip_address_or_a_dns_name_of_one_label_or_more_in_its_canonical_form():
     assert fleet_database_settings(dict(SETTINGS, host="DB.Fleet.Test"))["host"] == "db.fleet.test"
     assert fleet_database_settings(dict(SETTINGS, host="fleet-db"))["host"] == "fleet-db"
-    for address in ("192.0.2.10", "1234"):
-        with pytest.raises(ValueError, match=rf"host: '{re.escape(address)}' is not a host name: it ends with"):
+    assert fleet_database_settings(dict(SETTINGS, host="192.0.2.10"))["host"] == "192.0.2.10"
+    assert fleet_database_settings(dict(SETTINGS, host="2001:DB8:0::5"))["host"] == "2001:db8::5"
+    for address in ("192.0.2", "1234"):
+        with pytest.raises(ValueError, match=rf"host: '{re.escape(address)}' is neither an IP address nor a host name"):
             fleet_database_settings(dict(SETTINGS, host=address))
 
 
@@ -200,7 +202,7 @@ SHIPPED = {
     100: "0d11c23de62d506439121900475f18a86475dafd72e7d14fb837128d2a1ad8f3",
     101: "f6b60d818b132fd5ac5159517bf64caeb809add023cc84d8d18e969b9ad7d536",
     102: "4236770aff56cd1b49b9722e9c01673a16f6c8376f460deca10fb8347d023e56",
-    103: "cd4c773a16c800470762e4e65b56284bd2ed806d75f8aefc0a46a41a7b15c5ae",
+    103: "e85eed0ab46bf6357a2db69b94503fd09d9d39149ecf14d3844deae77f35fbb1",
 }
 
 
@@ -243,8 +245,10 @@ def test_a_validated_senders_domain_is_a_name_by_the_one_rule():
     [(_, statements)] = [migration for migration in MIGRATIONS if migration[0] == 103]
     rule = f"split_part(sender, '@', 2) ~ '^{NAME_PATTERN}$' AND octet_length(split_part(sender, '@', 2)) <= 253"
     assert statements[0].split(" WHERE NOT ") == ["DELETE FROM validated_senders", f"({rule})"]
-    assert "ADD CONSTRAINT validated_senders_domain_is_a_name" in statements[1]
-    assert f"CHECK ({rule})" in statements[1]
+    # A request that would confirm such an address goes too (its confirmation would break the constraint).
+    assert statements[1].split(" WHERE NOT ") == ["DELETE FROM validation_requests", f"({rule})"]
+    assert "ADD CONSTRAINT validated_senders_domain_is_a_name" in statements[2]
+    assert f"CHECK ({rule})" in statements[2]
 
 
 def _shape_allows(value):
