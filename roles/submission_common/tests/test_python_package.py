@@ -3,9 +3,9 @@ into a temporary directory: what the source has is installed, what it no
 longer has goes, and a second run changes nothing."""
 
 import json
+import pathlib
 
-from conftest import REPO
-
+REPO = pathlib.Path(__file__).resolve().parents[3]
 SOURCE = REPO / "services" / "auth_relay" / "auth_relay"
 
 
