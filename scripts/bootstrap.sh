@@ -8,40 +8,34 @@ cd "$repo"
 
 say() { printf '\n==> %s\n' "$*"; }
 
-need_packages=()
-command -v dockerd >/dev/null || need_packages+=(docker.io)
-command -v debootstrap >/dev/null || need_packages+=(debootstrap)
-python3 -c 'import ensurepip, venv' 2>/dev/null || need_packages+=(python3-venv)
-command -v git >/dev/null || need_packages+=(git)
-# The module's unit tests and the benchmark run Postfix's real postmap here; the
-# validation service's tests read its SQLite store through postmap, run its
-# PostgreSQL store against a server in a cluster of their own, and check logins
-# against a real Dovecot auth service; they start both servers themselves.
-# The validation service's browser test drives Debian's Chromium (never a
-# downloaded one) and gives it the test CA with NSS's certutil.
-for pkg in postfix postfix-lmdb postfix-cdb postfix-sqlite dovecot-core postgresql chromium chromium-driver \
-    libnss3-tools; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need_packages+=("$pkg")
-done
-if [ ${#need_packages[@]} -gt 0 ]; then
-    say "Installing ${need_packages[*]} from Debian's packages"
+# Installs the Debian packages named that are not installed yet. Package
+# scripts may not start a daemon here (policy-rc.d: no service starts); a
+# policy-rc.d the machine already has is left as it is.
+install_packages() {
+    local pkg missing=() made_policy=false install_rc=0
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -gt 0 ] || return 0
+    say "Installing ${missing[*]} from Debian's packages"
     apt-get update -q
     # Postfix is needed for postmap only: no configuration, so it starts no daemon.
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-    # Nor may a package start Dovecot or PostgreSQL here (policy-rc.d: no service starts). A
-    # policy-rc.d the machine already has is left as it is.
-    made_policy=false
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
         chmod +x /usr/sbin/policy-rc.d
         made_policy=true
     fi
-    install_rc=0
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need_packages[@]}" ||
-        install_rc=$?
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" || install_rc=$?
     if $made_policy; then rm -f /usr/sbin/policy-rc.d; fi
-    [ "$install_rc" -eq 0 ] || exit "$install_rc"
-fi
+    return "$install_rc"
+}
+
+# What deploying needs: Docker, debootstrap for the images, a Python venv.
+deploy_packages=(debootstrap git)
+command -v dockerd >/dev/null || deploy_packages+=(docker.io)
+python3 -c 'import ensurepip, venv' 2>/dev/null || deploy_packages+=(python3-venv)
+install_packages "${deploy_packages[@]}"
 
 if ! docker info >/dev/null 2>&1; then
     say "Starting the Docker engine"
@@ -56,19 +50,67 @@ if ! docker info >/dev/null 2>&1; then
     docker info >/dev/null 2>&1 || { echo "dockerd did not start; see .cache/dockerd.log" >&2; exit 1; }
 fi
 
-stamp=.venv/.requirements-$(sha256sum requirements.txt | cut -c1-16)
-if [ ! -e "$stamp" ]; then
-    say "Creating the Python environment (.venv) from requirements.txt"
+# The venv with what deploying needs (requirements-deploy.txt), made while the
+# images build; scripts/test adds the test tools (requirements.txt).
+make_venv() {
+    local stamp
+    stamp=.venv/.requirements-deploy-$(sha256sum requirements-deploy.txt | cut -c1-16)
+    [ ! -e "$stamp" ] || return 0
+    say "Creating the Python environment (.venv) from requirements-deploy.txt"
     rm -rf .venv
     python3 -m venv .venv
     .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q -r requirements.txt
+    .venv/bin/pip install -q -r requirements-deploy.txt
     touch "$stamp"
+}
+
+# Builds the images named (SUITE:FLAVOUR ...) side by side; fails if any failed.
+build_images() {
+    local spec pids=() rc=0
+    for spec in "$@"; do
+        scripts/build-image.sh "${spec%%:*}" "${spec##*:}" &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+    return "$rc"
+}
+
+say "Building the Debian 12 and 13 base images side by side (cached until their recipe changes), and the venv"
+venv_log=$(mktemp)
+make_venv >"$venv_log" 2>&1 &
+venv_pid=$!
+images_rc=0
+build_images bookworm:base trixie:base || images_rc=$?
+venv_rc=0
+wait "$venv_pid" || venv_rc=$?
+cat "$venv_log"
+rm -f "$venv_log"
+if [ "$venv_rc" -ne 0 ] || [ "$images_rc" -ne 0 ]; then
+    echo "the venv (rc $venv_rc) or an image (rc $images_rc) failed" >&2
+    exit 1
 fi
 export PATH="$repo/.venv/bin:$PATH"
 # ansible.cfg in a world-writable directory is ignored; say which one we mean.
 export ANSIBLE_CONFIG="$repo/ansible.cfg"
 
-say "Building the Debian 12 and 13 base images (cached until their recipe changes)"
-scripts/build-image.sh bookworm
-scripts/build-image.sh trixie
+# scripts/test's part: the packages the unit tests run for real, the test
+# tools, and the images of the other scenarios.
+#   The module's unit tests and the benchmark run Postfix's real postmap here; the
+#   validation service's tests read its SQLite store through postmap, run its
+#   PostgreSQL store against a server in a cluster of their own, and check logins
+#   against a real Dovecot auth service; they start both servers themselves.
+#   The validation service's browser test drives Debian's Chromium (never a
+#   downloaded one) and gives it the test CA with NSS's certutil.
+prepare_for_tests() {
+    local stamp
+    install_packages postfix postfix-lmdb postfix-cdb postfix-sqlite dovecot-core postgresql chromium \
+        chromium-driver libnss3-tools
+    stamp=.venv/.requirements-test-$(cat requirements-deploy.txt requirements.txt | sha256sum | cut -c1-16)
+    if [ ! -e "$stamp" ]; then
+        say "Adding the test tools to .venv (requirements.txt)"
+        .venv/bin/pip install -q -r requirements.txt
+        touch "$stamp"
+    fi
+    say "Building the other scenarios' images side by side (cached until their recipe changes)"
+    build_images bookworm:full trixie:full
+}

@@ -1,50 +1,99 @@
 #!/usr/bin/env bash
 # Build a systemd-capable Debian test image from Debian's packages (no registry pull).
-# Usage: scripts/build-image.sh SUITE   (bookworm | trixie)
-# The image is tagged smtp-submission/debian:SUITE-<recipe hash>; it is rebuilt only when
-# this recipe changes, so repeated test runs reuse it.
+# Usage: scripts/build-image.sh SUITE [FLAVOUR]   (bookworm | trixie; base | full)
+#   base: smtp-submission/debian:SUITE, what the default deployment installs
+#         (scripts/deploy-local and the default scenario);
+#   full: smtp-submission/debian-full:SUITE, the base image with what the other
+#         scenarios add (ACME, the fleet's PostgreSQL, the TLS audit), made from
+#         the base image's files, so only those packages are fetched.
+# Each is tagged <name>:SUITE-<recipe hash> too and rebuilt only when this
+# recipe changes, so repeated runs reuse it.
 #
-# It already holds the packages the roles and the scenarios' prepare steps
-# install, so that no converge downloads them again. The roles still install
-# them (apt finds them present): production hosts and idempotence need that.
+# An image already holds the packages the roles and the scenarios' prepare
+# steps install, so that no converge downloads them again. The roles still
+# install them (apt finds them present): production hosts and idempotence need that.
 set -euo pipefail
 
-suite=${1:?usage: build-image.sh SUITE}
+suite=${1:?usage: build-image.sh SUITE [base|full]}
+flavour=${2:-base}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 packages=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,ca-certificates,iproute2,procps,openssl
-# What roles/*/tasks and molecule/*/prepare.yml install: service, then test fixtures.
-service_packages=(postfix postfix-lmdb dovecot-core certbot python3-cryptography python3-flask python3-systemd gunicorn nginx sqlite3 python3-lmdb postfwd
-    postgresql postfix-pgsql dovecot-pgsql python3-psycopg)
-fixture_packages=(python3-aiosmtpd testssl.sh socat pebble libfaketime)
+# What roles/*/tasks and molecule/*/prepare.yml install: the default
+# deployment and its sink, then what the other scenarios add.
+base_packages=(postfix postfix-lmdb dovecot-core python3-cryptography python3-flask python3-systemd gunicorn nginx
+    sqlite3 python3-lmdb python3-idna postfwd python3-aiosmtpd)
+full_packages=(certbot postgresql postfix-pgsql dovecot-pgsql python3-psycopg testssl.sh socat pebble libfaketime)
 recipe_hash=$(sha256sum "$0" | cut -c1-12)
-tag="smtp-submission/debian:${suite}-${recipe_hash}"
+case "$flavour" in
+    base) name=smtp-submission/debian ;;
+    full) name=smtp-submission/debian-full ;;
+    *) echo "unknown flavour '$flavour': base or full" >&2; exit 2 ;;
+esac
+tag="${name}:${suite}-${recipe_hash}"
+base_tag="smtp-submission/debian:${suite}-${recipe_hash}"
+
+# Installs packages into the root at $root, no daemon started, apt's cache emptied.
+install_into_root() {
+    mount -t proc proc "$root/proc"
+    # Package scripts need /dev/null and friends; an exported image has no device nodes.
+    mount --bind /dev "$root/dev"
+    printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+    chmod 0755 "$root/usr/sbin/policy-rc.d"
+    chroot "$root" apt-get update -q >>"$root.log" 2>&1
+    DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get install -y -q --no-install-recommends "$@" \
+        >>"$root.log" 2>&1 || { tail -n 30 "$root.log"; exit 1; }
+    umount "$root/dev" "$root/proc"
+    rm -f "$root/usr/sbin/policy-rc.d" "$root/var/cache/apt/archives"/*.deb
+}
+
+# The build root goes, never what is mounted in it (--one-file-system: a /dev
+# still bound would be the host's).
+cleanup() {
+    umount "$root/dev" 2>/dev/null || true
+    umount "$root/proc" 2>/dev/null || true
+    rm -rf --one-file-system "$root"
+}
+
+import_root() {
+    tar -C "$root" -c . | docker import \
+        --change 'CMD ["/lib/systemd/systemd"]' \
+        --change 'ENV container=docker' \
+        - "$tag" >/dev/null
+    rm -f "$root.log"
+    echo "built $tag"
+}
 
 if docker image inspect "$tag" >/dev/null 2>&1; then
     echo "image $tag is up to date"
+elif [ "$flavour" = full ]; then
+    docker image inspect "$base_tag" >/dev/null 2>&1 || { echo "build $base_tag first (build-image.sh $suite)" >&2; exit 1; }
+    root=$(mktemp -d /var/tmp/rootfs-"$suite"-full.XXXXXX)
+    trap cleanup EXIT
+    echo "adding the other scenarios' packages to $base_tag"
+    container=$(docker create "$base_tag")
+    docker export "$container" | tar -C "$root" -x
+    docker rm "$container" >/dev/null
+    : >"$root/etc/machine-id"
+    # The container's own resolver settings are Docker's: apt here uses the host's.
+    rm -f "$root/etc/resolv.conf"
+    cp /etc/resolv.conf "$root/etc/resolv.conf"
+    install_into_root "${full_packages[@]}"
+    # PostgreSQL runs on the fleet's database host only, whose role enables it.
+    chroot "$root" systemctl disable postgresql.service >>"$root.log" 2>&1
+    import_root
 else
     root=$(mktemp -d /var/tmp/rootfs-"$suite".XXXXXX)
-    trap 'umount "$root/proc" 2>/dev/null || true; rm -rf "$root"' EXIT
+    trap cleanup EXIT
     echo "debootstrap $suite into $root"
     debootstrap --variant=minbase --include="$packages" "$suite" "$root" "$mirror" >"$root.log" 2>&1 \
         || { tail -n 30 "$root.log"; exit 1; }
     # As the role does: the package must not write a main.cf of its own.
     echo "postfix postfix/main_mailer_type select No configuration" | chroot "$root" debconf-set-selections
-    # No daemon may start inside the build root.
-    printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
-    chmod 0755 "$root/usr/sbin/policy-rc.d"
-    mount -t proc proc "$root/proc"
-    chroot "$root" apt-get update -q >>"$root.log" 2>&1
-    DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get install -y -q --no-install-recommends \
-        "${service_packages[@]}" "${fixture_packages[@]}" >>"$root.log" 2>&1 \
-        || { umount "$root/proc"; tail -n 30 "$root.log"; exit 1; }
-    umount "$root/proc"
+    install_into_root "${base_packages[@]}"
     # Installed, not running: Debian enables nginx, whose default site takes
     # port 80, which certbot's standalone challenge needs (acme scenario). The
     # validation role enables it, without that site, where it deploys.
     chroot "$root" systemctl disable nginx.service >>"$root.log" 2>&1
-    # PostgreSQL runs on the fleet's database host only, whose role enables it.
-    chroot "$root" systemctl disable postgresql.service >>"$root.log" 2>&1
-    rm -f "$root/usr/sbin/policy-rc.d" "$root.log"
     # Units that cannot work inside a container and only slow or break the boot.
     for unit in systemd-remount-fs.service systemd-udevd.service systemd-udev-trigger.service \
                 getty.target console-getty.service systemd-firstboot.service \
@@ -52,12 +101,6 @@ else
         ln -sf /dev/null "$root/etc/systemd/system/$unit"
     done
     : >"$root/etc/machine-id"
-    apt_clean="$root/var/cache/apt/archives"
-    rm -f "$apt_clean"/*.deb
-    tar -C "$root" -c . | docker import \
-        --change 'CMD ["/lib/systemd/systemd"]' \
-        --change 'ENV container=docker' \
-        - "$tag" >/dev/null
-    echo "built $tag"
+    import_root
 fi
-docker tag "$tag" "smtp-submission/debian:${suite}"
+docker tag "$tag" "${name}:${suite}"
