@@ -38,15 +38,18 @@ def test_the_package_is_installed_once_and_stale_files_go(run_play, tmp_path):
     assert rc == 0, out[-3000:]
     assert changed(out) == 0, "a second run changed something"
 
-    # A module an earlier version had, a sourceless .pyc beside the sources
-    # (Python imports it), and Python's own byte code cache (which it ignores
-    # once the source is gone).
+    # What an earlier version had: a module, a sourceless .pyc beside the
+    # sources (Python imports it) and Python's byte code cache. The package's
+    # next version replaces the directory whole.
     (dest / "gone.py").write_text("print('old')\n")
     (dest / "gone.pyc").write_bytes(b"\0")
     (dest / "__pycache__").mkdir(exist_ok=True)
     (dest / "__pycache__" / "relay.cpython-311.pyc").write_bytes(b"\0")
+    (dest.parent / "auth_relay.tar").write_bytes(b"an older archive")
     rc, out = install(run_play, f"{dest}/.")
     assert rc == 0, out[-3000:]
-    assert not (dest / "gone.py").exists() and not (dest / "gone.pyc").exists()
-    assert (dest / "__pycache__" / "relay.cpython-311.pyc").exists()
-    assert sorted(path.name for path in dest.glob("*.py")) == sources
+    assert changed(out) > 0
+    assert sorted(path.name for path in dest.iterdir()) == sources
+    assert oct(dest.stat().st_mode & 0o777) == "0o755"
+    assert {oct(path.stat().st_mode & 0o777) for path in dest.iterdir()} == {"0o644"}
+    assert sorted(path.name for path in dest.parent.iterdir()) == ["auth_relay", "auth_relay.tar"]
