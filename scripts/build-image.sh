@@ -55,7 +55,7 @@ cleanup() {
 }
 
 import_root() {
-    tar -C "$root" -c . | docker import \
+    tar -C "$root" --numeric-owner -c . | docker import \
         --change 'CMD ["/lib/systemd/systemd"]' \
         --change 'ENV container=docker' \
         - "$tag" >/dev/null
@@ -71,7 +71,8 @@ elif [ "$flavour" = full ]; then
     trap cleanup EXIT
     echo "adding the other scenarios' packages to $base_tag"
     container=$(docker create "$base_tag")
-    docker export "$container" | tar -C "$root" -x
+    # By number: the image's users are not this machine's (its postfix user has another uid).
+    docker export "$container" | tar -C "$root" --numeric-owner -x
     docker rm "$container" >/dev/null
     : >"$root/etc/machine-id"
     # The container's own resolver settings are Docker's: apt here uses the host's.
