@@ -32,25 +32,30 @@ esac
 tag="${name}:${suite}-${recipe_hash}"
 base_tag="smtp-submission/debian:${suite}-${recipe_hash}"
 
-# Installs packages into the root at $root, no daemon started, apt's cache emptied.
+# Installs packages into the root at $root, no daemon started, apt's cache
+# emptied. The mounts live in a mount namespace of their own, so they end with
+# it whatever happens to this script, and /dev is bound read-only (package
+# scripts need /dev/null and friends; an exported image has no device nodes).
 install_into_root() {
-    mount -t proc proc "$root/proc"
-    # Package scripts need /dev/null and friends; an exported image has no device nodes.
-    mount --bind /dev "$root/dev"
     printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
     chmod 0755 "$root/usr/sbin/policy-rc.d"
-    chroot "$root" apt-get update -q >>"$root.log" 2>&1
-    DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get install -y -q --no-install-recommends "$@" \
-        >>"$root.log" 2>&1 || { tail -n 30 "$root.log"; exit 1; }
-    umount "$root/dev" "$root/proc"
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    unshare --mount --propagation private bash -euc '
+        root=$1
+        shift
+        mount -t proc proc "$root/proc"
+        mount --bind /dev "$root/dev"
+        mount -o remount,bind,ro "$root/dev"
+        chroot "$root" apt-get update -q
+        DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get install -y -q --no-install-recommends "$@"
+    ' install "$root" "$@" >>"$root.log" 2>&1 || { tail -n 30 "$root.log"; exit 1; }
     rm -f "$root/usr/sbin/policy-rc.d" "$root/var/cache/apt/archives"/*.deb
 }
 
-# The build root goes, never what is mounted in it (--one-file-system: a /dev
-# still bound would be the host's).
+# The build root goes (its mounts went with their namespace), and the
+# container an export was made from.
 cleanup() {
-    umount "$root/dev" 2>/dev/null || true
-    umount "$root/proc" 2>/dev/null || true
+    if [ -n "${container:-}" ]; then docker rm -f "$container" >/dev/null 2>&1 || true; fi
     rm -rf --one-file-system "$root"
 }
 
@@ -74,11 +79,14 @@ elif [ "$flavour" = full ]; then
     # By number: the image's users are not this machine's (its postfix user has another uid).
     docker export "$container" | tar -C "$root" --numeric-owner -x
     docker rm "$container" >/dev/null
+    container=
     : >"$root/etc/machine-id"
-    # The container's own resolver settings are Docker's: apt here uses the host's.
+    # The container's own resolver settings are Docker's: apt here uses the
+    # host's, and the image keeps none (Docker gives each container its own).
     rm -f "$root/etc/resolv.conf"
     cp /etc/resolv.conf "$root/etc/resolv.conf"
     install_into_root "${full_packages[@]}"
+    : >"$root/etc/resolv.conf"
     # PostgreSQL runs on the fleet's database host only, whose role enables it.
     chroot "$root" systemctl disable postgresql.service >>"$root.log" 2>&1
     import_root
