@@ -441,7 +441,8 @@ class PgStore(BaseStore):
         return self._query("SELECT MAX(version) FROM schema_version WHERE version < 100").fetchone()[0] or 0
 
     def migrate(self):
-        missing = [version for version, _ in MIGRATIONS if version > self.schema_version()]
+        current = self.schema_version()
+        missing = [version for version, _ in MIGRATIONS if version > current]
         if missing:
             raise RuntimeError(
                 f"the fleet database lacks the store's migrations {missing}: Ansible applies them (store_schema)"

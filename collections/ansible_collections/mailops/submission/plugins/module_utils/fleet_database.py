@@ -29,14 +29,23 @@ DEFAULTS = {
 _IDENTIFIER_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
+def ip_address(value):
+    """An IPv4 or IPv6 address in its canonical text (as a certificate's IP
+    name and libpq compare it), or None for anything else."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
 def database_host(value):
     """The database host as clients name it and its certificate holds it: an IP
     address (canonical text) or a DNS name of one label or more (canonical)."""
-    if isinstance(value, str):
-        try:
-            return str(ipaddress.ip_address(value))
-        except ValueError:
-            pass
+    address = ip_address(value)
+    if address is not None:
+        return address
     try:
         return dns_name(value, single_label=True)
     except DnsNameError as exc:

@@ -31,9 +31,8 @@ EXAMPLES = r"""
     that: database_host is mailops.submission.dns_name(single_label=true)
 """
 
-import ipaddress
-
 from ansible_collections.mailops.submission.plugins.module_utils.dns_name import is_dns_name
+from ansible_collections.mailops.submission.plugins.module_utils.fleet_database import ip_address
 from ansible_collections.mailops.submission.plugins.module_utils.sender_address import (
     AddressError,
     normalize_login,
@@ -53,10 +52,8 @@ def _accepts(normalize):
 
 
 def is_ip_address(value):
-    try:
-        return isinstance(value, str) and str(ipaddress.ip_address(value)) == value
-    except ValueError:
-        return False
+    """True for an address already written in its canonical form."""
+    return value is not None and ip_address(value) == value
 
 
 class TestModule:
