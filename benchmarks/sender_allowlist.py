@@ -6,7 +6,10 @@ Everything runs in one process tree, side by side, on the same generated data:
 bare `postmap` builds the baseline map; the module then applies the same pairs
 (full apply), applies them again (no-op), adds one entry and removes one entry.
 Each figure is printed with its ratio to postmap's build time and the bound
-from issue 11. Needs Postfix's postmap (scripts/test installs it).
+from issue 11. A module that only starts Ansible's AnsibleModule and exits runs
+beside them: the floor under any module's no-op. Every step starts after a
+sync, so that no step pays for the write-back of the one before it. Needs
+Postfix's postmap (scripts/test installs it).
 """
 
 import argparse
@@ -23,11 +26,18 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "collections"))
 from ansible_collections.mailops.submission.tests.unit.plugins.modules.allowlist_harness import (  # noqa: E402
     POSTMAP,
+    empty_postfix_config,
     module_command,
     module_result,
 )
 
 SUFFIX = {"lmdb": ".lmdb", "hash": ".db", "cdb": ".cdb"}
+
+# The least a module does: import Ansible's module code, check its arguments, print its result.
+FLOOR_MODULE = """
+from ansible.module_utils.basic import AnsibleModule
+AnsibleModule(argument_spec={}, supports_check_mode=True).exit_json(changed=False)
+"""
 
 
 def generate(path, entries):
@@ -38,6 +48,7 @@ def generate(path, entries):
 
 def timed(cmd, **kwargs):
     """Run cmd; return (seconds, peak RSS in MiB of that process, stdout)."""
+    os.sync()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, **kwargs)
@@ -68,6 +79,7 @@ def main():
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--type", choices=sorted(SUFFIX), default="lmdb")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each step; the median is reported")
+    parser.add_argument("--noop-runs", type=int, default=5, help="no-op runs (and floor runs) in each round")
     options = parser.parse_args()
     postmap = POSTMAP
     if not postmap:
@@ -77,7 +89,9 @@ def main():
         work = pathlib.Path(tmp)
         config = work / "postfix"
         config.mkdir()
-        (config / "main.cf").write_text("")
+        empty_postfix_config(config)
+        floor = work / "floor_module.py"
+        floor.write_text(FLOOR_MODULE)
         data = work / "pairs.txt"
         generate(data, options.entries)
         baseline_src = work / "baseline"
@@ -94,12 +108,18 @@ def main():
             pathlib.Path(f"{baseline_src}{SUFFIX[kind]}").unlink(missing_ok=True)
             postmap_s, postmap_rss, _ = timed([postmap, "-c", str(config), f"{kind}:{baseline_src}"])
             full_s, full_rss, full = run_module(work, config, path=table, src=str(data), exclusive=True, type=kind)
-            noop_s, _, noop = run_module(work, config, path=table, src=str(data), exclusive=True, type=kind)
+            noops, floors = [], []
+            for _ in range(options.noop_runs):
+                floor_cmd, env = module_command({}, work)
+                floors.append(timed([floor_cmd[0], str(floor), floor_cmd[2]], env=env)[0])
+                seconds, _, noop = run_module(work, config, path=table, src=str(data), exclusive=True, type=kind)
+                noops.append(seconds)
+            noop_s, floor_s = statistics.median(noops), statistics.median(floors)
             new = {"sender": "new.sender@runbox.com", "login": "login1@runbox.com"}
             add_s, _, add = run_module(work, config, path=table, type=kind, entries=[new])
             gone = {"sender": "user5@dom5.example", "state": "absent"}
             remove_s, _, remove = run_module(work, config, path=table, type=kind, entries=[gone])
-            runs.append((postmap_s, full_s, noop_s, add_s, remove_s))
+            runs.append((postmap_s, full_s, noop_s, floor_s, add_s, remove_s))
             peaks.append((postmap_rss, full_rss))
         check = subprocess.run(
             [postmap, "-c", str(config), "-q", "-", f"{kind}:{table}"],
@@ -108,7 +128,9 @@ def main():
             text=True,
             check=False,
         ).stdout
-        postmap_s, full_s, noop_s, add_s, remove_s = (statistics.median(column) for column in zip(*runs, strict=True))
+        postmap_s, full_s, noop_s, floor_s, add_s, remove_s = (
+            statistics.median(column) for column in zip(*runs, strict=True)
+        )
         postmap_rss, full_rss = (max(column) for column in zip(*peaks, strict=True))
 
     assert full["pairs"] == options.entries and full["changed"], full
@@ -120,10 +142,14 @@ def main():
         ("postmap build (baseline)", postmap_s, None, ""),
         ("module full apply", full_s, 2.0, full["rebuild"]),
         ("module no-op re-apply", noop_s, 0.1, noop["rebuild"]),
+        ("  AnsibleModule alone (floor)", floor_s, None, ""),
         ("module add one entry", add_s, 0.35, add["rebuild"]),
         ("module remove one entry", remove_s, 0.35, remove["rebuild"]),
     ]
-    title = f"{options.entries:,} pairs, {kind} map, {os.cpu_count()} CPUs, median of {options.repeat} runs"
+    title = (
+        f"{options.entries:,} pairs, {kind} map, {os.cpu_count()} CPUs,"
+        f" median of {options.repeat} rounds ({options.noop_runs} no-op runs a round)"
+    )
     sys.exit(1 if report(title, rows, postmap_s, full_rss, postmap_rss) else 0)
 
 

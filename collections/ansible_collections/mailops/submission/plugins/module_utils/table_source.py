@@ -24,6 +24,9 @@ from ansible_collections.mailops.submission.plugins.module_utils.sender_table im
 
 HEADER_PREFIX = "# mailops.submission.sender_allowlist"
 
+# The map types postmap compiles the source into, and the suffix each adds to the file's name.
+MAP_SUFFIX = {"lmdb": ".lmdb", "hash": ".db", "cdb": ".cdb"}
+
 
 def render_body(table):
     """The source file's lines, sorted by key; built with C-level joins for large tables."""

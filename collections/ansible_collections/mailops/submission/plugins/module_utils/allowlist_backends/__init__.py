@@ -3,10 +3,12 @@
 """The places the sender_allowlist module keeps its pairs, one backend a file.
 
 - ``common``: the request and result every backend shares, the backend
-  protocol (session, plan, apply, result) and the stores' shared planning.
+  protocol (session, plan, apply, result).
+- ``stores``: what the two stores share (their rows' request and planning).
 - ``table_file``: a Postfix table, its source file and compiled map (``path``).
 - ``sqlite_store``: the validation service's SQLite store (``store``).
 - ``postgresql``: the fleet's PostgreSQL database (``database``).
 
-The module selects one by the option given; nothing here picks a backend itself.
+The module selects one by the option given and imports only that one;
+nothing here picks a backend itself.
 """

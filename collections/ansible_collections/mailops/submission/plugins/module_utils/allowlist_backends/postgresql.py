@@ -13,10 +13,8 @@ import time
 
 from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.mailops.submission.plugins.module_utils import database_senders
-from ansible_collections.mailops.submission.plugins.module_utils.allowlist_backends.common import (
-    MissingLibrary,
-    StoreBackend,
-)
+from ansible_collections.mailops.submission.plugins.module_utils.allowlist_backends.common import MissingLibrary
+from ansible_collections.mailops.submission.plugins.module_utils.allowlist_backends.stores import StoreBackend
 from ansible_collections.mailops.submission.plugins.module_utils.database_connection import (
     PSYCOPG_IMPORT_ERROR,
     DatabaseError,

@@ -12,7 +12,7 @@ import sqlite3
 import time
 
 from ansible_collections.mailops.submission.plugins.module_utils import store_senders
-from ansible_collections.mailops.submission.plugins.module_utils.allowlist_backends.common import StoreBackend
+from ansible_collections.mailops.submission.plugins.module_utils.allowlist_backends.stores import StoreBackend
 from ansible_collections.mailops.submission.plugins.module_utils.sender_table import TableError
 
 

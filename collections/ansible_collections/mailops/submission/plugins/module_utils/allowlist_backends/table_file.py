@@ -35,6 +35,7 @@ from ansible_collections.mailops.submission.plugins.module_utils.sender_table im
     count_pairs,
 )
 from ansible_collections.mailops.submission.plugins.module_utils.table_source import (
+    MAP_SUFFIX,
     find_line,
     header,
     input_digest,
@@ -43,8 +44,6 @@ from ansible_collections.mailops.submission.plugins.module_utils.table_source im
     read_header,
     render_body,
 )
-
-MAP_SUFFIX = {"lmdb": ".lmdb", "hash": ".db", "cdb": ".cdb"}
 
 
 @dataclasses.dataclass
