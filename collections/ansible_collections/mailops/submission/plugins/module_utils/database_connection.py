@@ -20,14 +20,6 @@ except ImportError:
 else:
     PSYCOPG_IMPORT_ERROR = None
 
-ARGUMENT_SPEC = {
-    "database": {"type": "str", "required": True},
-    "login_user": {"type": "str", "default": "postgres"},
-    "login_unix_socket": {"type": "path", "default": "/var/run/postgresql"},
-    "port": {"type": "int", "default": 5432},
-    "session_role": {"type": "str"},
-}
-
 
 class DatabaseError(Exception):
     pass

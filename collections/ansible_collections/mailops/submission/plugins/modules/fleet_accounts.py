@@ -120,13 +120,13 @@ accounts:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.mailops.submission.plugins.module_utils.database_connection import (
-    ARGUMENT_SPEC,
     PSYCOPG_IMPORT_ERROR,
     DatabaseError,
     connect,
     psycopg,
     transaction,
 )
+from ansible_collections.mailops.submission.plugins.module_utils.database_options import ARGUMENT_SPEC
 from ansible_collections.mailops.submission.plugins.module_utils.fleet_accounts import (
     Account,
     AccountError,

@@ -236,7 +236,7 @@ from ansible_collections.mailops.submission.plugins.module_utils.allowlist_backe
     MissingLibrary,
     Request,
 )
-from ansible_collections.mailops.submission.plugins.module_utils.database_connection import (
+from ansible_collections.mailops.submission.plugins.module_utils.database_options import (
     ARGUMENT_SPEC as DATABASE_ARGUMENT_SPEC,
 )
 from ansible_collections.mailops.submission.plugins.module_utils.sender_table import TableError

@@ -61,13 +61,13 @@ version:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.mailops.submission.plugins.module_utils.database_connection import (
-    ARGUMENT_SPEC,
     PSYCOPG_IMPORT_ERROR,
     DatabaseError,
     connect,
     psycopg,
     schema_versions,
 )
+from ansible_collections.mailops.submission.plugins.module_utils.database_options import ARGUMENT_SPEC
 from ansible_collections.mailops.submission.plugins.module_utils.fleet_schema import MIGRATIONS as FLEET
 from ansible_collections.mailops.submission.plugins.module_utils.validated_store import MIGRATIONS as STORE
 
