@@ -33,11 +33,10 @@ install_packages() {
 
 # What deploying needs: Docker, debootstrap for the images, a Python venv.
 deploy_packages=(debootstrap git)
-command -v dockerd >/dev/null || deploy_packages+=(docker.io)
 python3 -c 'import ensurepip, venv' 2>/dev/null || deploy_packages+=(python3-venv)
 install_packages "${deploy_packages[@]}"
 
-if ! docker info >/dev/null 2>&1; then
+start_docker() {
     say "Starting the Docker engine"
     if [ -d /run/systemd/system ]; then
         systemctl start docker
@@ -47,7 +46,26 @@ if ! docker info >/dev/null 2>&1; then
         nohup dockerd >"$repo/.cache/dockerd.log" 2>&1 &
     fi
     for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
-    docker info >/dev/null 2>&1 || { echo "dockerd did not start; see .cache/dockerd.log" >&2; exit 1; }
+    docker info >/dev/null 2>&1 || { echo "dockerd did not start; see .cache/dockerd.log" >&2; return 1; }
+}
+
+# Docker's packages are the largest download of a first deploy: on a machine
+# without them they install while debootstrap builds the images' roots and pip
+# makes the venv. build-image.sh builds a root, then waits for the engine
+# (SUBMISSION_DOCKER_PENDING: a file that gets the install's exit code).
+docker_pid=
+if ! command -v dockerd >/dev/null; then
+    SUBMISSION_DOCKER_PENDING=$(mktemp)
+    export SUBMISSION_DOCKER_PENDING
+    (
+        rc=0
+        { install_packages docker.io && start_docker; } || rc=$?
+        echo "$rc" >"$SUBMISSION_DOCKER_PENDING.done"
+        exit "$rc"
+    ) >"$SUBMISSION_DOCKER_PENDING" 2>&1 &
+    docker_pid=$!
+elif ! docker info >/dev/null 2>&1; then
+    start_docker
 fi
 
 # The venv with what deploying needs (requirements-deploy.txt), made while the
@@ -85,8 +103,15 @@ venv_rc=0
 wait "$venv_pid" || venv_rc=$?
 cat "$venv_log"
 rm -f "$venv_log"
-if [ "$venv_rc" -ne 0 ] || [ "$images_rc" -ne 0 ]; then
-    echo "the venv (rc $venv_rc) or an image (rc $images_rc) failed" >&2
+docker_rc=0
+if [ -n "$docker_pid" ]; then
+    wait "$docker_pid" || docker_rc=$?
+    cat "$SUBMISSION_DOCKER_PENDING"
+    rm -f "$SUBMISSION_DOCKER_PENDING" "$SUBMISSION_DOCKER_PENDING.done"
+    unset SUBMISSION_DOCKER_PENDING
+fi
+if [ "$venv_rc" -ne 0 ] || [ "$images_rc" -ne 0 ] || [ "$docker_rc" -ne 0 ]; then
+    echo "the venv (rc $venv_rc), an image (rc $images_rc) or Docker's install (rc $docker_rc) failed" >&2
     exit 1
 fi
 export PATH="$repo/.venv/bin:$PATH"

@@ -68,9 +68,21 @@ import_root() {
     echo "built $tag"
 }
 
-if docker image inspect "$tag" >/dev/null 2>&1; then
+# On a first deploy scripts/bootstrap.sh may still be installing Docker: no
+# image can exist yet, and a base image's root is built before the engine is
+# needed. The file SUBMISSION_DOCKER_PENDING names gets a .done beside it with
+# the install's exit code.
+wait_for_docker() {
+    [ -n "${SUBMISSION_DOCKER_PENDING:-}" ] || return 0
+    echo "waiting for Docker's install to end"
+    while [ ! -e "$SUBMISSION_DOCKER_PENDING.done" ]; do sleep 1; done
+    [ "$(cat "$SUBMISSION_DOCKER_PENDING.done")" = 0 ] || { echo "Docker did not install or start" >&2; exit 1; }
+}
+
+if [ -z "${SUBMISSION_DOCKER_PENDING:-}" ] && docker image inspect "$tag" >/dev/null 2>&1; then
     echo "image $tag is up to date"
 elif [ "$flavour" = full ]; then
+    wait_for_docker
     docker image inspect "$base_tag" >/dev/null 2>&1 || { echo "build $base_tag first (build-image.sh $suite)" >&2; exit 1; }
     root=$(mktemp -d /var/tmp/rootfs-"$suite"-full.XXXXXX)
     trap cleanup EXIT
@@ -110,6 +122,7 @@ else
         ln -sf /dev/null "$root/etc/systemd/system/$unit"
     done
     : >"$root/etc/machine-id"
+    wait_for_docker
     import_root
 fi
 docker tag "$tag" "${name}:${suite}"
