@@ -78,7 +78,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--type", choices=sorted(SUFFIX), default="lmdb")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each step; the median is reported")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of every step; the median round is reported")
     parser.add_argument("--noop-runs", type=int, default=5, help="no-op runs (and floor runs) in each round")
     options = parser.parse_args()
     postmap = POSTMAP

@@ -8,6 +8,9 @@ cd "$repo"
 
 say() { printf '\n==> %s\n' "$*"; }
 
+# Set below while Docker installs in the background; never inherited.
+unset SUBMISSION_DOCKER_PENDING SUBMISSION_DOCKER_PID
+
 # Installs the Debian packages named that are not installed yet. Package
 # scripts may not start a daemon here (policy-rc.d: no service starts); a
 # policy-rc.d the machine already has is left as it is.
@@ -18,7 +21,8 @@ install_packages() {
     done
     [ ${#missing[@]} -gt 0 ] || return 0
     say "Installing ${missing[*]} from Debian's packages"
-    apt-get update -q
+    # Another apt (unattended-upgrades on a fresh machine) is waited for, not failed on.
+    apt-get -o DPkg::Lock::Timeout=300 update -q || return
     # Postfix is needed for postmap only: no configuration, so it starts no daemon.
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
     if [ ! -e /usr/sbin/policy-rc.d ]; then
@@ -26,7 +30,8 @@ install_packages() {
         chmod +x /usr/sbin/policy-rc.d
         made_policy=true
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" || install_rc=$?
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends \
+        "${missing[@]}" || install_rc=$?
     if $made_policy; then rm -f /usr/sbin/policy-rc.d; fi
     return "$install_rc"
 }
@@ -36,36 +41,45 @@ deploy_packages=(debootstrap git)
 python3 -c 'import ensurepip, venv' 2>/dev/null || deploy_packages+=(python3-venv)
 install_packages "${deploy_packages[@]}"
 
+# Explicit returns: this also runs where set -e does not apply (left of ||).
 start_docker() {
+    local log="$repo/.cache/dockerd.log"
     say "Starting the Docker engine"
     if [ -d /run/systemd/system ]; then
-        systemctl start docker
+        log="journalctl -u docker"
+        systemctl start docker || return
     else
         # No init system here: run dockerd ourselves, logging beside the repo.
-        mkdir -p "$repo/.cache"
-        nohup dockerd >"$repo/.cache/dockerd.log" 2>&1 &
+        mkdir -p "$repo/.cache" || return
+        nohup dockerd >"$log" 2>&1 &
     fi
     for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
-    docker info >/dev/null 2>&1 || { echo "dockerd did not start; see .cache/dockerd.log" >&2; return 1; }
+    docker info >/dev/null 2>&1 || { echo "dockerd did not start; see $log" >&2; return 1; }
 }
 
 # Docker's packages are the largest download of a first deploy: on a machine
 # without them they install while debootstrap builds the images' roots and pip
-# makes the venv. build-image.sh builds a root, then waits for the engine
-# (SUBMISSION_DOCKER_PENDING: a file that gets the install's exit code).
+# makes the venv. build-image.sh builds a root, then waits for the engine:
+# SUBMISSION_DOCKER_PENDING names a file that gets the install's exit code
+# (written whole, as PENDING.done), SUBMISSION_DOCKER_PID the installing job.
 docker_pid=
-if ! command -v dockerd >/dev/null; then
+if docker info >/dev/null 2>&1; then
+    :
+elif command -v dockerd >/dev/null; then
+    start_docker
+else
     SUBMISSION_DOCKER_PENDING=$(mktemp)
     export SUBMISSION_DOCKER_PENDING
     (
         rc=0
         { install_packages docker.io && start_docker; } || rc=$?
-        echo "$rc" >"$SUBMISSION_DOCKER_PENDING.done"
+        echo "$rc" >"$SUBMISSION_DOCKER_PENDING.tmp" && mv "$SUBMISSION_DOCKER_PENDING.tmp" "$SUBMISSION_DOCKER_PENDING.done"
         exit "$rc"
     ) >"$SUBMISSION_DOCKER_PENDING" 2>&1 &
     docker_pid=$!
-elif ! docker info >/dev/null 2>&1; then
-    start_docker
+    export SUBMISSION_DOCKER_PID=$docker_pid
+    # Should this script stop before waiting for it, no apt is left running.
+    trap 'kill "$docker_pid" 2>/dev/null || true' EXIT
 fi
 
 # The venv with what deploying needs (requirements-deploy.txt), made while the
@@ -106,9 +120,10 @@ rm -f "$venv_log"
 docker_rc=0
 if [ -n "$docker_pid" ]; then
     wait "$docker_pid" || docker_rc=$?
+    trap - EXIT
     cat "$SUBMISSION_DOCKER_PENDING"
     rm -f "$SUBMISSION_DOCKER_PENDING" "$SUBMISSION_DOCKER_PENDING.done"
-    unset SUBMISSION_DOCKER_PENDING
+    unset SUBMISSION_DOCKER_PENDING SUBMISSION_DOCKER_PID
 fi
 if [ "$venv_rc" -ne 0 ] || [ "$images_rc" -ne 0 ] || [ "$docker_rc" -ne 0 ]; then
     echo "the venv (rc $venv_rc), an image (rc $images_rc) or Docker's install (rc $docker_rc) failed" >&2

@@ -75,7 +75,25 @@ import_root() {
 wait_for_docker() {
     [ -n "${SUBMISSION_DOCKER_PENDING:-}" ] || return 0
     echo "waiting for Docker's install to end"
-    while [ ! -e "$SUBMISSION_DOCKER_PENDING.done" ]; do sleep 1; done
+    local waited=0
+    while [ ! -e "$SUBMISSION_DOCKER_PENDING.done" ]; do
+        if ! kill -0 "${SUBMISSION_DOCKER_PID:?}" 2>/dev/null && [ ! -e "$SUBMISSION_DOCKER_PENDING.done" ]; then
+            echo "Docker's install ended without a result" >&2
+            exit 1
+        fi
+        # apt may wait up to 300 s for another apt's lock, then install.
+        if [ "$waited" -ge 900 ]; then
+            echo "Docker's install did not end within 900 s" >&2
+            exit 1
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+    docker_failed
+}
+# Docker's install has already failed: stop before building anything.
+docker_failed() {
+    [ -n "${SUBMISSION_DOCKER_PENDING:-}" ] && [ -e "$SUBMISSION_DOCKER_PENDING.done" ] || return 0
     [ "$(cat "$SUBMISSION_DOCKER_PENDING.done")" = 0 ] || { echo "Docker did not install or start" >&2; exit 1; }
 }
 
@@ -105,6 +123,7 @@ elif [ "$flavour" = full ]; then
 else
     root=$(mktemp -d /var/tmp/rootfs-"$suite".XXXXXX)
     trap cleanup EXIT
+    docker_failed
     echo "debootstrap $suite into $root"
     debootstrap --variant=minbase --include="$packages" "$suite" "$root" "$mirror" >"$root.log" 2>&1 \
         || { tail -n 30 "$root.log"; exit 1; }

@@ -1,8 +1,12 @@
 """The module against real files and Postfix's real postmap, without a target host."""
 
+import importlib.util
 import os
 
 import pytest
+from allowlist_harness import MODULE
+
+BACKENDS_PACKAGE = "ansible_collections.mailops.submission.plugins.module_utils.allowlist_backends"
 
 ALICE = "alice@runbox.com"
 BOB = "bob@hosted.example"
@@ -232,3 +236,23 @@ def test_a_src_rewritten_with_its_old_size_and_mtime_is_still_read_again(table, 
     result = table.run(src=str(src), exclusive=True)
     assert (result["changed"], result["added"], result["removed"]) == (True, 1, 1), result
     assert table.query("a@runbox.com", "b@runbox.com") == {"a@runbox.com": None, "b@runbox.com": ALICE}
+
+
+@pytest.mark.parametrize(
+    ("option", "backend_module", "backend"),
+    [
+        ("path", "table_file", "TableFileBackend"),
+        ("store", "sqlite_store", "SqliteStoreBackend"),
+        ("database", "postgresql", "DatabaseBackend"),
+    ],
+)
+def test_each_option_selects_its_own_backend(option, backend_module, backend):
+    """The module imports a backend only when its option is given (a no-op on a
+    table file loads no database code): each of those imports must resolve,
+    which only the molecule scenarios of that backend would otherwise show."""
+    spec = importlib.util.spec_from_file_location("sender_allowlist_module", MODULE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    selected = module.backend_class(option)
+    assert selected.__name__ == backend
+    assert selected.__module__ == f"{BACKENDS_PACKAGE}.{backend_module}"
