@@ -21,10 +21,30 @@ def test_dovecot_runs_and_starts_at_boot(host):
     assert dovecot.is_enabled
 
 
+# A message being received while the check runs sits in incoming/ under the
+# temporary name cleanup gives it (PID.microseconds) until it is renamed to its
+# queue ID, and postsuper names it as bogus. Other tests of the same host may
+# send mail meanwhile (pytest-xdist runs a host's modules side by side).
+IN_FLIGHT = re.compile(r"^postsuper: warning: bogus file name: (incoming/[0-9]+\.[0-9]+)$")
+
+
 def test_postfix_check_is_clean(host):
     check = host.run("postfix check")
     assert check.rc == 0
-    assert check.stdout + check.stderr == "", check.stdout + check.stderr
+    problems = []
+    for line in (check.stdout + check.stderr).splitlines():
+        in_flight = IN_FLIGHT.match(line)
+        if in_flight and renamed_within(host, f"/var/spool/postfix/{in_flight.group(1)}", seconds=30):
+            continue
+        problems.append(line)
+    assert not problems, "\n".join(problems)
+
+
+def renamed_within(host, path, seconds):
+    """Whether a file under a temporary name is gone (renamed) within seconds:
+    one command that returns as soon as it is."""
+    waited = host.run("timeout %s sh -c 'while [ -e \"$1\" ]; do sleep 0.1; done' - %s", str(seconds), path)
+    return waited.rc == 0
 
 
 def test_postmaster_has_an_alias_for_the_hosts_own_mail(host):
