@@ -24,14 +24,15 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "collections"))
+from ansible_collections.mailops.submission.plugins.module_utils.table_source import (  # noqa: E402
+    MAP_SUFFIX as SUFFIX,
+)
 from ansible_collections.mailops.submission.tests.unit.plugins.modules.allowlist_harness import (  # noqa: E402
     POSTMAP,
     empty_postfix_config,
     module_command,
     module_result,
 )
-
-SUFFIX = {"lmdb": ".lmdb", "hash": ".db", "cdb": ".cdb"}
 
 # The least a module does: import Ansible's module code, check its arguments, print its result.
 FLOOR_MODULE = """

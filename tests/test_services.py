@@ -21,10 +21,10 @@ def test_dovecot_runs_and_starts_at_boot(host):
     assert dovecot.is_enabled
 
 
-# A message being received while the check runs sits in incoming/ under the
+# A message Postfix is writing while the check runs sits in incoming/ under the
 # temporary name cleanup gives it (PID.microseconds) until it is renamed to its
-# queue ID, and postsuper names it as bogus. Other tests of the same host may
-# send mail meanwhile (pytest-xdist runs a host's modules side by side).
+# queue ID, and postsuper names it as bogus. The earlier tests leave mail in
+# Postfix's hands (bounces, notices, retries), so one may be in flight.
 IN_FLIGHT = re.compile(r"^postsuper: warning: bogus file name: (incoming/[0-9]+\.[0-9]+)$")
 
 
