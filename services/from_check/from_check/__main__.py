@@ -30,6 +30,12 @@ OPTIONAL = {
     # envelope sender -> the addresses its author headers may show.
     "local_socket": (str, type(None)),
     "local_senders": dict,
+    # DKIM: {"manifest": path of the dkim_keys module's keys.json}. With it the
+    # two sockets above sign too; sign_socket signs without the From check,
+    # check_socket checks without signing (milter.py).
+    "dkim": (dict, type(None)),
+    "sign_socket": (str, type(None)),
+    "check_socket": (str, type(None)),
 }
 
 
@@ -45,6 +51,9 @@ def load(path):
     for sender, addresses in config.get("local_senders", {}).items():
         if not isinstance(addresses, list) or not all(isinstance(each, str) and "@" in each for each in addresses):
             raise ValueError(f"{path}: local_senders[{sender!r}] must be a list of addresses: {addresses!r}")
+    dkim = config.get("dkim")
+    if dkim is not None and (set(dkim) != {"manifest"} or not isinstance(dkim["manifest"], str)):
+        raise ValueError(f"{path}: dkim must be {{'manifest': a path}}: {dkim!r}")
     unknown = sorted(set(config) - set(REQUIRED) - set(OPTIONAL))
     if unknown:
         raise ValueError(f"{path}: unknown settings {unknown}")

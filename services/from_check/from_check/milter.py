@@ -27,6 +27,17 @@ envelope sender is one of ``local_senders`` (the validation service's no-reply
 address) may show only that sender's listed addresses in its author headers;
 other local mail (root's) passes.
 
+Signing. With ``dkim`` in the configuration, the messages these two sockets
+pass are signed twice (RSA-SHA256 and Ed25519-SHA256, keyring.py), and two
+more sockets may serve listeners that want only one of the two jobs:
+``sign_socket`` (signing, no From check) and ``check_socket`` (the check, no
+signing). A signing connection asks Postfix for the body too (without a reply
+to each chunk) and for leave to insert headers: after an accepted end of
+headers it answers "continue", hashes the body as it comes, and at the end of
+the message inserts the two DKIM-Signature headers at the top and accepts. A
+message that cannot be signed (no active key, an unreadable key file, no
+answer within the deadline) gets 451: nothing leaves unsigned.
+
 The packets, from libmilter's mfdef.h: a 4-byte length in network order, a
 command byte, its data. Strings are NUL-terminated.
 """
@@ -34,21 +45,34 @@ command byte, its data. Strings are NUL-terminated.
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import struct
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import ClassVar
 
+from ansible_collections.mailops.submission.plugins.module_utils.dkim_rules import (
+    MAX_SIGNED_COPIES,
+    OVERSIGNED,
+    SIGNED_HEADERS,
+)
+
+from from_check.check import ACCEPT as ACCEPT_VERDICT
 from from_check.check import FromCheck, Verdict
-from from_check.header_from import AUTHOR_HEADERS, MAX_RESENT
+from from_check.dkim_sign import BodyHasher, HeaderChoice, SigningError, sign
+from from_check.header_from import AUTHOR_HEADERS, MAX_RESENT, FromError, header_mailbox
+from from_check.keyring import Keyring
 
 VERSION = 6
-# Actions: the milter changes nothing in a message; it only names its macros.
-SMFIF_SETSYMLIST = 0x100
+# Actions: the check changes nothing in a message and only names its macros;
+# signing inserts headers.
+SMFIF_ADDHDRS, SMFIF_SETSYMLIST = 0x1, 0x100
 # Protocol steps Postfix leaves out, and the header events it expects no reply to.
 SMFIP_NOCONNECT, SMFIP_NOHELO, SMFIP_NOMAIL, SMFIP_NORCPT = 0x1, 0x2, 0x4, 0x8
 SMFIP_NOBODY, SMFIP_NR_HDR, SMFIP_NOUNKNOWN, SMFIP_NODATA = 0x10, 0x80, 0x100, 0x200
+SMFIP_NR_BODY = 0x80000
 STEPS = (
     SMFIP_NOCONNECT
     | SMFIP_NOHELO
@@ -59,12 +83,15 @@ STEPS = (
     | SMFIP_NOUNKNOWN
     | SMFIP_NODATA
 )
+# A signing connection gets the body, and answers no chunk of it.
+SIGNING_STEPS = STEPS & ~SMFIP_NOBODY | SMFIP_NR_BODY
 # The macros it asks for at the end of the headers (stage SMFIM_EOH).
 SMFIM_EOH = 6
 EOH_MACROS = b"{auth_authen} i {mail_addr}"
 # Postfix's commands and the milter's replies.
 OPTNEG, MACRO, HEADER, EOH, ABORT, QUIT, QUIT_NEW_CONNECTION = b"O", b"D", b"L", b"N", b"A", b"Q", b"K"
-ACCEPT, CONTINUE, REPLYCODE = b"a", b"c", b"y"
+BODY, END_OF_MESSAGE = b"B", b"E"
+ACCEPT, CONTINUE, REPLYCODE, INSHEADER = b"a", b"c", b"y", b"i"
 # A header comes whole in one packet, and Postfix lets a header grow to
 # header_size_limit (100 kB by default); anything past 1 MB is not Postfix.
 MAX_PACKET = 1 << 20
@@ -72,6 +99,11 @@ LENGTH = struct.Struct("!I")
 
 REPLIES = {"refuse": "550 5.7.1", "defer": "451 4.3.0"}
 AUTHOR_NAMES = frozenset(name.encode() for name in AUTHOR_HEADERS)
+SIGNED_NAMES = frozenset(name.encode() for name in SIGNED_HEADERS)
+# The signed headers a message may bring (their copies past MAX_SIGNED_COPIES
+# are not kept): past it the message is deferred, not signed in part.
+MAX_SIGNED_BYTES = 1 << 20
+UNSIGNABLE = "this message cannot be signed now; try again later"
 
 
 class ProtocolError(Exception):
@@ -82,17 +114,30 @@ def packet(command, data=b""):
     return LENGTH.pack(len(data) + 1) + command + data
 
 
-def negotiation_reply(offered_actions, offered_steps):
+def negotiation_reply(offered_actions, offered_steps, signing=False):
     """Our options, within what Postfix offered; the macro list after them."""
-    if offered_steps & STEPS != STEPS:
-        raise ProtocolError(f"Postfix offers protocol steps {offered_steps:#x}, lacking {STEPS & ~offered_steps:#x}")
-    options = struct.pack("!III", VERSION, offered_actions & SMFIF_SETSYMLIST, STEPS)
+    steps = SIGNING_STEPS if signing else STEPS
+    actions = SMFIF_SETSYMLIST | (SMFIF_ADDHDRS if signing else 0)
+    if offered_steps & steps != steps:
+        raise ProtocolError(f"Postfix offers protocol steps {offered_steps:#x}, lacking {steps & ~offered_steps:#x}")
+    if offered_actions & actions != actions:
+        raise ProtocolError(f"Postfix offers actions {offered_actions:#x}, lacking {actions & ~offered_actions:#x}")
+    options = struct.pack("!III", VERSION, actions, steps)
     return packet(OPTNEG, options + struct.pack("!I", SMFIM_EOH) + EOH_MACROS + b"\0")
 
 
 def reply_text(text):
     """A reply line Postfix takes as it is: ASCII, one line."""
     return " ".join(text.encode("ascii", "backslashreplace").decode().split())[:400]
+
+
+@dataclass(frozen=True)
+class Mode:
+    """What a socket's connections do: ``check`` the author headers of
+    submissions ("smtpd"), of local mail ("local"), or not at all (None); ``sign`` or not."""
+
+    check: str | None = "smtpd"
+    sign: bool = False
 
 
 @dataclass
@@ -105,19 +150,36 @@ class Message:
     # Local mail (the non_smtpd_milters socket): judged by its envelope sender.
     local: bool = False
     sender: str = ""
+    check: bool = True
+
+
+@dataclass
+class Signing:
+    """A message being signed: its signed headers, its body's hash so far."""
+
+    headers: list
+    # Names whose copies passed MAX_SIGNED_COPIES: signed without an oversigned copy.
+    crowded: frozenset
+    queue_id: str
+    login: str | None
+    hasher: BodyHasher
+    too_large: bool = False
 
 
 class Judge:
     """The verdicts of every connection, off the loop: a pool that reads
     headers, a pool that asks the tables, a deadline for each message."""
 
-    def __init__(self, check, deadline=5.0, lookup_threads=8):
+    def __init__(self, check, deadline=5.0, lookup_threads=8, keyring=None):
         self.check = check
+        self.keyring = keyring
         self.deadline = deadline
         self.readers = ThreadPoolExecutor(2, thread_name_prefix="read")
         self.lookups = ThreadPoolExecutor(lookup_threads, thread_name_prefix="lookup")
 
     async def verdict(self, message):
+        if not message.check:
+            return ACCEPT_VERDICT
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.deadline):
@@ -137,6 +199,34 @@ class Judge:
             return Verdict("defer", "the From check took too long; try again later", f"no verdict in {self.deadline} s")
         except Exception as exc:  # fail closed, and say why in the log
             return Verdict("defer", "the sender tables cannot be read now; try again later", repr(exc))
+
+    async def signatures(self, signing):
+        """The DKIM-Signature values for a message, or the Verdict that defers it."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.deadline):
+                return await loop.run_in_executor(self.readers, self.sign, signing)
+        except TimeoutError:
+            return Verdict("defer", UNSIGNABLE, f"no signature in {self.deadline} s")
+        except SigningError as exc:
+            return Verdict("defer", UNSIGNABLE, str(exc))
+        except Exception as exc:  # fail closed: deferred, never sent unsigned
+            return Verdict("defer", UNSIGNABLE, repr(exc))
+
+    def sign(self, signing):
+        if self.keyring is None:
+            raise SigningError("no key manifest configured")
+        if signing.too_large:
+            raise SigningError(f"the headers to sign pass {MAX_SIGNED_BYTES} bytes")
+        from_values = [value for name, value in signing.headers if name.lower() == b"from"]
+        try:
+            address = header_mailbox([value.decode("utf-8", "surrogateescape") for value in from_values])
+            domain = address.rpartition("@")[2]
+        except FromError:
+            domain = None  # no readable From: the provider's domain signs
+        keys = self.keyring.signing_keys(domain)
+        choice = HeaderChoice(SIGNED_HEADERS, tuple(name for name in OVERSIGNED if name not in signing.crowded))
+        return sign(keys, signing.headers, signing.hasher.digest(), choice)
 
     def close(self):
         self.readers.shutdown(wait=False, cancel_futures=True)
@@ -159,53 +249,104 @@ def macros_of(data):
 
 
 class Session:
-    """One connection from Postfix: many messages, each its headers then one answer."""
+    """One connection from Postfix: many messages, each its headers then one
+    answer, or (signing) its headers, an answer, its body and a last answer."""
 
-    def __init__(self, local=False):
-        self.local = local
+    def __init__(self, mode=Mode()):
+        self.mode = mode
         self.macros = {}
         self.headers = {}
+        self.signed = {}
+        self.signed_bytes = 0
+        # The message being signed, from its accepted end of headers to its end.
+        self.signing = None
 
     def handle(self, command, data):
-        """The reply packet for one command, None when none is expected, or
-        the Message to judge at the end of the headers."""
-        if command == HEADER:
-            name, _, rest = data.partition(b"\0")
-            name = name.lower()
-            # One more than author_addresses reads: enough for it to refuse
-            # the message, and a session's memory bounded however many come.
-            values = self.headers.setdefault(name.decode(), []) if name in AUTHOR_NAMES else None
-            if values is not None and len(values) <= MAX_RESENT:
-                values.append(rest.rstrip(b"\0").decode("utf-8", "surrogateescape"))
-            return None
-        if command == MACRO:
-            self.macros.update(macros_of(data))
-            return None
-        if command == EOH:
-            message = Message(
-                self.macros.get("{auth_authen}"),
-                self.headers,
-                self.macros.get("i", "-"),
-                self.local,
-                self.macros.get("{mail_addr}", ""),
-            )
-            self.reset()
-            return message
-        if command in (ABORT, QUIT_NEW_CONNECTION):
-            self.reset()
-            return None
-        if command == OPTNEG:
-            if len(data) < 12:
-                raise ProtocolError("short option negotiation")
-            _, actions, steps = struct.unpack("!III", data[:12])
-            return negotiation_reply(actions, steps)
+        """The reply packet for one command, None when none is expected, the
+        Message to judge at the end of the headers, or the Signing to finish at
+        the end of a message."""
+        handler = self.HANDLERS.get(command)
         # A step it asked not to get: go on, as libmilter does.
-        return packet(CONTINUE)
+        return handler(self, data) if handler else packet(CONTINUE)
+
+    def body(self, data):
+        if self.signing is not None:
+            self.signing.hasher.update(data)
+
+    def header(self, data):
+        name, _, rest = data.partition(b"\0")
+        key = name.lower()
+        # One more than author_addresses reads: enough for it to refuse
+        # the message, and a session's memory bounded however many come.
+        values = self.headers.setdefault(key.decode(), []) if key in AUTHOR_NAMES else None
+        if values is not None and len(values) <= MAX_RESENT:
+            values.append(rest.rstrip(b"\0").decode("utf-8", "surrogateescape"))
+        if self.mode.sign and key in SIGNED_NAMES:
+            self.keep_signed(name, rest.rstrip(b"\0"))
+
+    def macro(self, data):
+        self.macros.update(macros_of(data))
+
+    def end_of_message(self, data):
+        signing, self.signing = self.signing, None
+        if signing is None:
+            return packet(ACCEPT)
+        if data:
+            signing.hasher.update(data)
+        return signing
+
+    def abort(self, data):
+        self.reset()
+        self.signing = None
+
+    def negotiate(self, data):
+        if len(data) < 12:
+            raise ProtocolError("short option negotiation")
+        _, actions, steps = struct.unpack("!III", data[:12])
+        return negotiation_reply(actions, steps, self.mode.sign)
+
+    def keep_signed(self, name, value):
+        """The last MAX_SIGNED_COPIES copies of a signed header, and how much they weigh."""
+        copies = self.signed.setdefault(name.lower(), [0, collections.deque(maxlen=MAX_SIGNED_COPIES)])
+        copies[0] += 1
+        copies[1].append((name, value))
+        self.signed_bytes += len(name) + len(value)
+
+    def end_of_headers(self, data=b""):
+        if self.mode.sign:
+            headers = [copy for _, copies in self.signed.values() for copy in copies]
+            crowded = frozenset(name.decode() for name, (count, _) in self.signed.items() if count > MAX_SIGNED_COPIES)
+            too_large = self.signed_bytes > MAX_SIGNED_BYTES
+            queue_id, login = self.macros.get("i", "-"), self.macros.get("{auth_authen}")
+            self.signing = Signing(headers, crowded, queue_id, login, BodyHasher(), too_large)
+        message = Message(
+            self.macros.get("{auth_authen}"),
+            self.headers,
+            self.macros.get("i", "-"),
+            self.mode.check == "local",
+            self.macros.get("{mail_addr}", ""),
+            self.mode.check is not None,
+        )
+        self.reset()
+        return message
 
     def reset(self):
         # Postfix sends the macros again with the next message's end of headers.
         self.headers = {}
         self.macros = {}
+        self.signed = {}
+        self.signed_bytes = 0
+
+    HANDLERS: ClassVar[dict] = {
+        BODY: body,
+        HEADER: header,
+        MACRO: macro,
+        EOH: end_of_headers,
+        END_OF_MESSAGE: end_of_message,
+        ABORT: abort,
+        QUIT_NEW_CONNECTION: abort,
+        OPTNEG: negotiate,
+    }
 
 
 class MilterConnection(asyncio.Protocol):
@@ -213,9 +354,9 @@ class MilterConnection(asyncio.Protocol):
     handled at once and the replies go out in one write; at the end of a
     message's headers, the packets after it wait for the verdict."""
 
-    def __init__(self, judge, local=False):
+    def __init__(self, judge, mode=Mode()):
         self.judge = judge
-        self.session = Session(local)
+        self.session = Session(mode)
         self.buffer = bytearray()
         self.transport = None
         self.waiting = None
@@ -251,6 +392,9 @@ class MilterConnection(asyncio.Protocol):
                 if isinstance(reply, Message):
                     self.waiting = asyncio.ensure_future(self.answer(reply))
                     break
+                if isinstance(reply, Signing):
+                    self.waiting = asyncio.ensure_future(self.finish(reply))
+                    break
                 if reply is not None:
                     replies.append(reply)
         except ProtocolError as exc:
@@ -267,25 +411,56 @@ class MilterConnection(asyncio.Protocol):
         reply, log = decide(verdict, f"local sender={message.sender or '<>'}" if message.local else message.login)
         if log:
             print(f"{message.queue_id}: {log}", file=sys.stderr, flush=True)
+        if verdict.action == "accept" and self.session.signing is not None:
+            reply = packet(CONTINUE)  # the body comes next, then the signatures
+        else:
+            self.session.signing = None
+        self.resume([reply])
+
+    async def finish(self, signing):
+        """The end of a signed message: its signatures at the top, or 451."""
+        values = await self.judge.signatures(signing)
+        if isinstance(values, Verdict):
+            reply, log = decide(values, signing.login)
+            print(f"{signing.queue_id}: {log}", file=sys.stderr, flush=True)
+            self.resume([reply])
+            return
+        # Index 0 is the top: the last inserted ends first, so RSA's is read first.
+        inserts = [
+            packet(INSHEADER, struct.pack("!I", 0) + b"DKIM-Signature\0" + value.encode() + b"\0")
+            for value in reversed(values)
+        ]
+        self.resume([*inserts, packet(ACCEPT)])
+
+    def resume(self, replies):
         self.waiting = None
-        self.write([reply])
+        self.write(replies)
         if not self.transport.is_closing():
             self.handle_buffer()
 
 
 async def serve(config, ready=None, stop=None):
     """Serve until stopped; ready and stop are threading.Events, for a caller in another thread."""
-    judge = Judge(FromCheck.from_config(config), config.get("deadline", 5), config.get("lookup_threads", 8))
+    dkim = config.get("dkim")
+    keyring = Keyring(dkim["manifest"]) if dkim else None
+    judge = Judge(FromCheck.from_config(config), config.get("deadline", 5), config.get("lookup_threads", 8), keyring)
+    signing = keyring is not None
+    modes = {
+        "socket": Mode("smtpd", signing),
+        "local_socket": Mode("local", signing),
+        "sign_socket": Mode(None, True),
+        "check_socket": Mode("smtpd", False),
+    }
     servers = []
     try:
-        for name, local in (("socket", False), ("local_socket", True)):
+        for name, mode in modes.items():
             if config.get(name):
                 path = config[name].removeprefix("unix:")
                 if os.path.exists(path):
                     os.unlink(path)
                 servers.append(
                     await asyncio.get_running_loop().create_unix_server(
-                        lambda local=local: MilterConnection(judge, local), path=path
+                        lambda mode=mode: MilterConnection(judge, mode), path=path
                     )
                 )
         if ready is not None:

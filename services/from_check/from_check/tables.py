@@ -29,6 +29,13 @@ class TableError(Exception):
     """A table that could not answer; the message says which and why."""
 
 
+def file_identity(path):
+    """What changes when a file is replaced or rewritten: device, inode,
+    modification time and size (OSError when it cannot be read)."""
+    stat = os.stat(path)
+    return (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
 class LmdbTable:
     """A Postfix lmdb table (postmap writes keys and values with a trailing NUL).
 
@@ -44,10 +51,9 @@ class LmdbTable:
 
     def opened(self):
         try:
-            stat = os.stat(self.path)
+            file_id = file_identity(self.path)
         except OSError as exc:
             raise TableError(f"{self.path}: {exc.strerror}") from exc
-        file_id = (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
         with self.lock:
             if file_id != self.file_id:
                 if self.environment is not None:
