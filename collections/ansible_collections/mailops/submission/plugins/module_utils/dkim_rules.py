@@ -25,6 +25,9 @@ domains' targets meet, and none meets the provider's own one-label selectors.
 
 from __future__ import annotations
 
+import datetime
+from dataclasses import dataclass, field
+
 from ansible_collections.mailops.submission.plugins.module_utils.dns_name import MAX_NAME_OCTETS
 
 ALGORITHMS = ("rsa-sha256", "ed25519-sha256")
@@ -114,3 +117,149 @@ def signing_domain(from_domain, key_domains, provider_domain):
         if candidate in key_domains:
             return candidate
     return provider_domain
+
+
+# The life of a key (the dkim_keys module keeps it; the milter signs with the active ones):
+# pending (published, not yet seen in DNS) -> active (signs) -> retiring (published, no longer
+# signs: mail signed with it may still be in flight or in a queue) -> removed.
+STATES = ("pending", "active", "retiring")
+MIN_RETIRE_DAYS = 7
+
+
+@dataclass
+class KeyEntry:
+    """One key as the manifest lists it (public data only)."""
+
+    domain: str
+    algorithm: str
+    selector: str
+    state: str
+    created: str
+    public: str = ""
+    file: str = ""
+    activated: str = ""
+    retire_on: str = ""
+
+    def label(self):
+        return f"{self.domain} {self.selector} ({self.algorithm}, created {self.created})"
+
+    def line(self):
+        """The diff's line for this key: never key material."""
+        dates = f", retired on {self.retire_on}" if self.retire_on else ""
+        return f"{self.label()}: {self.state}{dates}\n"
+
+
+@dataclass
+class KeyPlan:
+    entries: list
+    created: list = field(default_factory=list)
+    activated: list = field(default_factory=list)
+    retiring: list = field(default_factory=list)
+    removed: list = field(default_factory=list)
+    # Rotations due that wait for the other slot's key to retire.
+    waiting: list = field(default_factory=list)
+
+    @property
+    def changed(self):
+        return bool(self.created or self.activated or self.retiring or self.removed)
+
+
+def _day(text):
+    return datetime.date.fromisoformat(text)
+
+
+@dataclass(frozen=True)
+class KeyPolicy:
+    """When keys change: a key is rotation_days old at rotation; a key it replaces
+    keeps its record retire_days; force activates pending keys without their
+    record seen; emergency replaces every key at once."""
+
+    today: datetime.date
+    rotation_days: int = 180
+    retire_days: int = MIN_RETIRE_DAYS
+    force: bool = False
+    emergency: bool = False
+
+
+def plan_keys(entries, wanted, policy, published):
+    """The manifest's next entries and what changes, for each (domain, algorithm) of ``wanted``.
+
+    entries: the KeyEntry list the manifest holds; policy: a KeyPolicy; published(entry) -> bool
+    says whether the entry's record is seen in DNS with its key. Pure: nothing is generated,
+    written or looked up here; a new entry has no public key or file yet (the module fills them).
+    - A pair with no key gets a pending key in its first slot (active at once with force).
+    - A pending key whose record is seen (or every pending key, with force) becomes active; the
+      active key before it is retiring until today + retire_days, then removed.
+    - When the active key is rotation_days old and no key is pending, a pending key is made in the
+      other slot, once that slot is free (a key still retiring there makes the rotation wait).
+    - emergency: every key of every pair is removed and a new key made in the other slot, active
+      at once.
+    - A pair no longer wanted (a domain no longer hosted, an algorithm dropped): its keys go.
+    """
+    planner = _Planner(policy, published)
+    for entry in entries:
+        if (entry.domain, entry.algorithm) not in wanted:
+            planner.plan.removed.append(entry)
+    for domain, algorithm in wanted:
+        pair = [entry for entry in entries if (entry.domain, entry.algorithm) == (domain, algorithm)]
+        planner.plan.entries += planner.pair(pair, domain, algorithm)
+    return planner.plan
+
+
+class _Planner:
+    def __init__(self, policy, published):
+        self.policy = policy
+        self.published = published
+        self.day = policy.today.isoformat()
+        self.plan = KeyPlan([])
+
+    def new(self, domain, algorithm, selector, active):
+        entry = KeyEntry(domain, algorithm, selector, "active" if active else "pending", self.day)
+        self.plan.created.append(entry)
+        if active:
+            entry.activated = self.day
+            self.plan.activated.append(entry)
+        return entry
+
+    def pair(self, pair, domain, algorithm):
+        slots = SLOTS[algorithm]
+        if self.policy.emergency:
+            used = {entry.selector for entry in pair if entry.state == "active"}
+            self.plan.removed += pair
+            return [self.new(domain, algorithm, slots[1] if slots[0] in used else slots[0], active=True)]
+        kept = []
+        for entry in pair:
+            if entry.state == "retiring" and _day(entry.retire_on) <= self.policy.today:
+                self.plan.removed.append(entry)
+            else:
+                kept.append(entry)
+        if not kept:
+            return [self.new(domain, algorithm, slots[0], active=self.policy.force)]
+        self.rotate(kept, domain, algorithm)
+        self.activate(kept)
+        return kept
+
+    def activate(self, kept):
+        new = {id(entry) for entry in self.plan.created}
+        for entry in [each for each in kept if each.state == "pending"]:
+            # A key made in this run has no record yet: only force makes it active.
+            if self.policy.force or (id(entry) not in new and self.published(entry)):
+                retire_on = self.policy.today + datetime.timedelta(days=self.policy.retire_days)
+                for older in kept:
+                    if older.state == "active":
+                        older.state, older.retire_on = "retiring", retire_on.isoformat()
+                        self.plan.retiring.append(older)
+                entry.state, entry.activated = "active", self.day
+                self.plan.activated.append(entry)
+
+    def rotate(self, kept, domain, algorithm):
+        active = [entry for entry in kept if entry.state == "active"]
+        if not active or any(entry.state == "pending" for entry in kept):
+            return
+        if _day(active[-1].created) + datetime.timedelta(days=self.policy.rotation_days) > self.policy.today:
+            return
+        free = [slot for slot in SLOTS[algorithm] if slot not in {entry.selector for entry in kept}]
+        if free:
+            kept.append(self.new(domain, algorithm, free[0], active=False))
+        else:
+            self.plan.waiting.append(active[-1])

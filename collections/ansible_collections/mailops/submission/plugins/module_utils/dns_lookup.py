@@ -1,0 +1,40 @@
+# Copyright: smtp-submission developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""TXT lookups through the host's resolver (dnspython, Debian's python3-dnspython).
+
+dnspython is imported when a lookup is made, so that a module that needs none
+(every key already active) runs without it; DNS_IMPORT_ERROR says why it is missing.
+A lookup follows CNAMEs, as a DKIM verifier does: a hosted domain's selector
+name answers with the record in the provider's zone.
+"""
+
+from __future__ import annotations
+
+
+class LookupFailed(Exception):
+    """The resolver gave no answer (a timeout, SERVFAIL): not the same as no record."""
+
+
+def txt_texts(name, timeout=5.0):
+    """The texts of name's TXT records (each record's strings joined), [] when there is none."""
+    import dns.exception  # noqa: PLC0415 - only when a lookup is made
+    import dns.resolver  # noqa: PLC0415
+
+    resolver = dns.resolver.Resolver()
+    resolver.lifetime = timeout
+    try:
+        answer = resolver.resolve(name, "TXT")
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        return []
+    except dns.exception.DNSException as exc:  # a timeout, SERVFAIL, no resolver configured
+        raise LookupFailed(f"{name}: {exc}") from None
+    return [b"".join(record.strings).decode("ascii", "replace") for record in answer]
+
+
+def dns_available():
+    """None when dnspython can be imported, else the error."""
+    try:
+        import dns.resolver  # noqa: F401, PLC0415
+    except ImportError as exc:
+        return exc
+    return None
