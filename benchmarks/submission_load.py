@@ -18,7 +18,10 @@ For each number of messages a session, it rotates runs among three setups
   the header-From milter, so that the milter's cost is the difference;
 - unlimited: the same on a listener whose rate_limits is false (127.0.0.4,
   unlimited.<domain>): everything but the per-login limits (postfwd), so that
-  the policy's cost per message is the difference.
+  the policy's cost per message is the difference;
+- unsigned: the same on a listener whose dkim_signing is false (127.0.0.5,
+  unsigned.<domain>): the From check without the two DKIM signatures, so that
+  signing's cost per message is the difference.
 Against the peer and the service a session is STARTTLS, AUTH as generated
 accounts (bare and user%domain logins mixed), then the messages; a share of
 senders belong to another account and must be refused. After each run it
@@ -51,6 +54,8 @@ from load_accounts import load_accounts  # noqa: E402
 PEER_TARGETS = {1: 1.0, 10: 1.0}
 # Server CPU a message with the header-From milter, against without (issue 13).
 MILTER_TARGETS = {10: 1.10}
+# Server CPU both DKIM signatures may add to a message, in ms (issue 24).
+SIGNING_TARGET_MS = 1.5
 
 
 def accounts(count, domain, password):
@@ -113,6 +118,8 @@ class Setup:
     with_dovecot: bool
     with_milter: bool = False
     with_policy: bool = False
+    # DKIM-Signature headers each message must arrive with.
+    signatures: int = 0
 
     def cpu(self):
         table = process_table()
@@ -136,30 +143,39 @@ class Setup:
 
 
 def sink_tokens(maildir, skip):
-    """token -> copies, for the messages the sink stored that are not in skip."""
-    counts = {}
+    """token -> copies, and token -> DKIM-Signature headers, for the messages
+    the sink stored that are not in skip."""
+    counts, signatures = {}, {}
     for sub in ("new", "cur"):
         for entry in os.scandir(os.path.join(maildir, sub)):
             if entry.name in skip:
                 continue
+            token, signed = None, 0
             with open(entry.path, "rb") as handle:
                 for line in handle:
                     if line.startswith(b"X-Load-Token: "):
                         token = line.split(b" ", 1)[1].strip().decode()
-                        counts[token] = counts.get(token, 0) + 1
+                    elif line.startswith(b"DKIM-Signature:"):
+                        signed += 1
+                    elif line in (b"\n", b"\r\n"):
                         break
-                    if line in (b"\n", b"\r\n"):
-                        break
-    return counts
+            if token:
+                counts[token] = counts.get(token, 0) + 1
+                signatures[token] = signed
+    return counts, signatures
 
 
 def sink_files(maildir):
     return {e.name for sub in ("new", "cur") for e in os.scandir(os.path.join(maildir, sub))}
 
 
-def check_delivery(result, counts, run_id):
-    """Every 250 exactly once; an unanswered message at most once; nothing else."""
+def check_delivery(result, counts, run_id, signatures=None, expected=0):
+    """Every 250 exactly once, with the expected DKIM signatures; an unanswered
+    message at most once; nothing else."""
     problems = []
+    wrongly_signed = [t for t, n in (signatures or {}).items() if t.startswith(run_id) and n != expected]
+    if wrongly_signed:
+        problems.append(f"{len(wrongly_signed)} without {expected} DKIM signatures: {sorted(wrongly_signed)[:5]}")
     accepted, unanswered = set(result["accepted"]), set(result["unanswered"])
     missing = [t for t in accepted if counts.get(t, 0) == 0]
     doubled = [t for t, n in counts.items() if n > 1]
@@ -193,8 +209,8 @@ def one_run(setup, messages, args):
             raise SystemExit(f"{setup.name}: the queue did not drain in 600 s")
         time.sleep(0.5)
     cpu_after = setup.cpu()
-    counts = sink_tokens(args.sink, before_files)
-    problems = check_delivery(result, counts, run_id)
+    counts, signatures = sink_tokens(args.sink, before_files)
+    problems = check_delivery(result, counts, run_id, signatures, setup.signatures)
     accepted = len(result["accepted"])
     cpu = {k: cpu_after[k] - cpu_before[k] for k in cpu_after}
     return {
@@ -262,7 +278,7 @@ def first_contact(setups, args):
     return failed
 
 
-SERVICE_SETUPS = ("submission", "unchecked", "unlimited")
+SERVICE_SETUPS = ("submission", "unchecked", "unlimited", "unsigned")
 
 
 def print_summary(runs, args, names):
@@ -308,6 +324,14 @@ def print_summary(runs, args, names):
             f"{verdict} and {to_baseline:.2f}x the plaintext baseline"
         )
     for messages in args.messages:
+        if (messages, "unsigned") in summary:
+            signed, unsigned = summary[(messages, "submission")]["all"], summary[(messages, "unsigned")]["all"]
+            added = signed - unsigned
+            verdict = "met" if added <= SIGNING_TARGET_MS else "NOT met"
+            print(
+                f"{messages} message(s) a session: server CPU a message signed {signed} s/1000, unsigned "
+                f"{unsigned} s/1000: signing adds {added:+.2f} ms a message (target <= {SIGNING_TARGET_MS}: {verdict})"
+            )
         if (messages, "unlimited") in summary:
             limited, unlimited = summary[(messages, "submission")]["all"], summary[(messages, "unlimited")]["all"]
             print(
@@ -347,6 +371,11 @@ def parse_args():
         "--unlimited-host",
         default="unlimited.runbox.com",
         help="the service's listener without the per-login limits; '': none",
+    )
+    parser.add_argument(
+        "--unsigned-host",
+        default="unsigned.runbox.com",
+        help="the service's listener without DKIM signing; '': none",
     )
     parser.add_argument(
         "--first-contact", type=int, default=60, help="sessions from never-seen addresses per setup (0: none)"
@@ -391,11 +420,16 @@ def main():
             with_dovecot=True,
             with_milter=True,
             with_policy=True,
+            signatures=0 if name in ("unchecked", "unsigned") else 2,
         )
 
     setups = (baseline, peer, service_on("submission", args.host))
-    # The same service where a listener turns the header-From check or the per-login limits off.
-    for name, host in (("unchecked", args.unchecked_host), ("unlimited", args.unlimited_host)):
+    # The same service where a listener turns the header-From check, the per-login limits or signing off.
+    for name, host in (
+        ("unchecked", args.unchecked_host),
+        ("unlimited", args.unlimited_host),
+        ("unsigned", args.unsigned_host),
+    ):
         if host:
             setups += (service_on(name, host),)
     print(f"machine: {machine()}")
