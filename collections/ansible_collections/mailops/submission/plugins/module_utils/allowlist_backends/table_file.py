@@ -295,7 +295,8 @@ def plan_from(files, params, current, desired, early):
     map_current = files.map_is_current()
     limit = params["incremental_limit"] if map_current else -1
     changes = Summary(current, desired, key_limit=limit)
-    keys, pairs = len(desired), count_pairs(desired)
+    # From an empty table every pair is added: Summary has counted them already.
+    keys, pairs = len(desired), changes.added if not current else count_pairs(desired)
     if not changes.added and not changes.removed and map_current:
         return Plan(keys, pairs)
     rebuild = rebuild_mode(changes, map_current, files.type, params["incremental_limit"])
