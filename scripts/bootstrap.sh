@@ -139,12 +139,13 @@ export ANSIBLE_CONFIG="$repo/ansible.cfg"
 #   validation service's tests read its SQLite store through postmap, run its
 #   PostgreSQL store against a server in a cluster of their own, and check logins
 #   against a real Dovecot auth service; they start both servers themselves.
+#   The DNS records module's tests ask a real unbound serving the zones it prints.
 #   The validation service's browser test drives Debian's Chromium (never a
 #   downloaded one) and gives it the test CA with NSS's certutil.
 prepare_for_tests() {
     local stamp
     install_packages postfix postfix-lmdb postfix-cdb postfix-sqlite dovecot-core postgresql chromium \
-        chromium-driver libnss3-tools
+        chromium-driver libnss3-tools unbound
     stamp=.venv/.requirements-test-$(cat requirements-deploy.txt requirements.txt | sha256sum | cut -c1-16)
     if [ ! -e "$stamp" ]; then
         say "Adding the test tools to .venv (requirements.txt)"

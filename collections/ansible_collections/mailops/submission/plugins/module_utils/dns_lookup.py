@@ -11,24 +11,42 @@ name answers with the record in the provider's zone.
 from __future__ import annotations
 
 
-class LookupFailed(Exception):
+class LookupFailed(LookupError):
     """The resolver gave no answer (a timeout, SERVFAIL): not the same as no record."""
 
 
 def txt_texts(name, timeout=5.0):
     """The texts of name's TXT records (each record's strings joined), [] when there is none."""
-    import dns.exception  # noqa: PLC0415 - only when a lookup is made
-    import dns.resolver  # noqa: PLC0415
+    return Resolver(timeout).values(name, "TXT")
 
-    resolver = dns.resolver.Resolver()
-    resolver.lifetime = timeout
-    try:
-        answer = resolver.resolve(name, "TXT")
-    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-        return []
-    except dns.exception.DNSException as exc:  # a timeout, SERVFAIL, no resolver configured
-        raise LookupFailed(f"{name}: {exc}") from None
-    return [b"".join(record.strings).decode("ascii", "replace") for record in answer]
+
+class Resolver:
+    """Lookups through the host's resolver, or through nameservers (addresses) on port."""
+
+    def __init__(self, timeout=5.0, nameservers=None, port=53):
+        import dns.resolver  # noqa: PLC0415 - only when a lookup is made
+
+        self.resolver = dns.resolver.Resolver(configure=not nameservers)
+        if nameservers:
+            self.resolver.nameservers = list(nameservers)
+            self.resolver.port = port
+        self.resolver.lifetime = timeout
+
+    def values(self, name, kind):
+        """TXT: each record's strings joined; CNAME: the target without its final dot; [] for none.
+        LookupFailed when the resolver gives no answer (a timeout, SERVFAIL)."""
+        import dns.exception  # noqa: PLC0415
+        import dns.resolver  # noqa: PLC0415
+
+        try:
+            answer = self.resolver.resolve(name, kind)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return []
+        except dns.exception.DNSException as exc:  # a timeout, SERVFAIL, no resolver configured
+            raise LookupFailed(f"{name}: {exc}") from None
+        if kind == "TXT":
+            return [b"".join(record.strings).decode("ascii", "replace") for record in answer]
+        return [record.to_text().rstrip(".") for record in answer]
 
 
 def dns_available():
