@@ -21,6 +21,10 @@ class Verdict:
 
 
 ACCEPT = Verdict("accept")
+# Accepted without a judgment of the author headers (a login that may send as
+# anyone, local mail of a sender not listed, a socket without the check): the
+# message is signed with the provider's domain, never aligned with its From.
+UNJUDGED = Verdict("accept", detail="author headers not judged")
 
 
 class FromCheck:
@@ -72,7 +76,7 @@ class FromCheck:
         sender's addresses; other local mail passes. No table is asked."""
         allowed = self.local_senders.get((sender or "").lower())
         if allowed is None:
-            return ACCEPT
+            return UNJUDGED
         try:
             authors = author_addresses(headers, self.display_addresses)
         except FromError as exc:
@@ -93,7 +97,7 @@ class FromCheck:
         if not login:
             return Verdict("refuse", "the From header is checked for logged-in clients only; log in first")
         if login.lower() in self.send_as_anyone:
-            return ACCEPT
+            return UNJUDGED
         try:
             return author_addresses(headers, self.display_addresses)
         except FromError as exc:

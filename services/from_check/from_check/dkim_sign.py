@@ -57,16 +57,21 @@ class BodyHasher:
 
     def __init__(self):
         self.hash = hashlib.sha256()
-        self.partial = b""
+        # The line not yet ended: only the new bytes are searched for its end,
+        # so a body of one long line costs time linear in its length.
+        self.partial = bytearray()
         self.empty = 0
 
     def update(self, chunk):
-        data = self.partial + chunk if self.partial else chunk
-        cut = data.rfind(b"\r\n")
-        if cut < 0:
-            self.partial = data
+        if not chunk:
             return
-        complete, self.partial = data[: cut + 2], data[cut + 2 :]
+        start = max(len(self.partial) - 1, 0)  # a CR at the end of the last chunk
+        self.partial += chunk
+        cut = self.partial.rfind(b"\r\n", start)
+        if cut < 0:
+            return
+        complete = bytes(self.partial[: cut + 2])
+        del self.partial[: cut + 2]
         text = compress(complete)
         end = len(text)
         while text.endswith(b"\r\n", 0, end):

@@ -12,9 +12,10 @@ replaces it atomically after writing the key files, so a reader sees the old
 set or the new one, never half of one.
 
 Which keys sign a message: those of the From header's domain (or its nearest
-parent) when it has active keys, else those of the provider's domain (a
-validated address elsewhere, or a hosted domain whose records are not yet
-seen). No active key for either, or a key file that cannot be read, is a
+parent) when it has an active key of each of its algorithms and the From check
+judged that From for the message's login, else those of the provider's domain
+(a validated address elsewhere, a hosted domain whose records are not yet seen,
+a login that may send as anyone). No active key for either, or a key file that cannot be read, is a
 SigningError: the milter defers the message (451), it never leaves unsigned.
 """
 
@@ -42,6 +43,10 @@ class Keyring:
         self.broken = {}
         self.error = "no manifest read yet"
         self.loaded_at = 0.0
+        # One thread reads a changed manifest and its keys (loading an RSA key
+        # checks it: milliseconds, more on a busy host) while the others go on
+        # signing with the keys read before.
+        self.loading = False
 
     # A key file that could not be read is tried again this often (seconds),
     # so that mail flows again once the operator fixes it, manifest unchanged.
@@ -55,24 +60,35 @@ class Keyring:
             raise SigningError(f"the key manifest {self.manifest} cannot be read: {exc.strerror}") from None
         with self.lock:
             retry = (self.broken or self.error) and time.monotonic() - self.loaded_at >= self.RETRY
-            if seen != self.seen or retry:
-                self.seen = seen
-                self.loaded_at = time.monotonic()
-                try:
-                    self.load()
-                    self.error = None
-                except (OSError, ValueError, KeyError, TypeError) as exc:
-                    self.keys, self.broken = {}, {}
-                    self.error = f"the key manifest {self.manifest} is not usable: {exc}"
+            stale = (seen != self.seen or retry) and not self.loading
+            if stale:
+                self.loading = True
+        if stale:
+            try:
+                loaded, error = self.load(), None
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                loaded, error = ({}, {}, None), f"the key manifest {self.manifest} is not usable: {exc}"
+            with self.lock:
+                self.keys, self.broken, self.provider_domain = loaded
+                self.seen, self.loaded_at, self.error, self.loading = seen, time.monotonic(), error, False
+        # Meanwhile another thread may be reading a newer manifest: these keys are the last read.
+        with self.lock:
             if self.error:
                 raise SigningError(self.error)
 
     def load(self):
+        """(keys, broken, provider domain) as the manifest and its files have them."""
         with open(self.manifest, encoding="utf-8") as handle:
             manifest = json.load(handle)
-        self.provider_domain = manifest["provider_domain"]
+        provider_domain = manifest["provider_domain"]
         directory = os.path.dirname(self.manifest)
         keys, broken = {}, {}
+        # A domain signs only with an active key of every algorithm it has keys
+        # for (its RSA key pending and Ed25519 active: most receivers would see
+        # no signature they check), else the provider's domain signs.
+        algorithms = {}
+        for entry in manifest["keys"]:
+            algorithms.setdefault(entry["domain"], set()).add(entry["algorithm"])
         for entry in manifest["keys"]:
             if entry["state"] != "active":
                 continue
@@ -92,11 +108,14 @@ class Keyring:
                 broken[domain] = str(exc)
         for domain in broken:
             keys.pop(domain, None)
+        for domain in list(keys):
+            if {key.algorithm for key in keys[domain]} != algorithms[domain]:
+                del keys[domain]
         # RSA first: the order receivers that know only RSA meet them in does not matter, the log's does.
-        self.keys = {
+        ordered = {
             domain: sorted(found, key=lambda key: ALGORITHMS.index(key.algorithm)) for domain, found in keys.items()
         }
-        self.broken = broken
+        return ordered, broken, provider_domain
 
     def signing_keys(self, from_domain):
         """The keys that sign a message whose From header's domain is from_domain

@@ -59,8 +59,8 @@ from ansible_collections.mailops.submission.plugins.module_utils.dkim_rules impo
     SIGNED_HEADERS,
 )
 
-from from_check.check import ACCEPT as ACCEPT_VERDICT
-from from_check.check import FromCheck, Verdict
+from from_check.check import ACCEPT as JUDGED
+from from_check.check import UNJUDGED, FromCheck, Verdict
 from from_check.dkim_sign import BodyHasher, HeaderChoice, SigningError, sign
 from from_check.header_from import AUTHOR_HEADERS, MAX_RESENT, FromError, header_mailbox
 from from_check.keyring import Keyring
@@ -164,6 +164,8 @@ class Signing:
     login: str | None
     hasher: BodyHasher
     too_large: bool = False
+    # The From check judged the author headers: the From domain may sign (aligned).
+    aligned: bool = False
 
 
 class Judge:
@@ -179,7 +181,7 @@ class Judge:
 
     async def verdict(self, message):
         if not message.check:
-            return ACCEPT_VERDICT
+            return UNJUDGED
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.deadline):
@@ -218,12 +220,14 @@ class Judge:
             raise SigningError("no key manifest configured")
         if signing.too_large:
             raise SigningError(f"the headers to sign pass {MAX_SIGNED_BYTES} bytes")
-        from_values = [value for name, value in signing.headers if name.lower() == b"from"]
-        try:
-            address = header_mailbox([value.decode("utf-8", "surrogateescape") for value in from_values])
-            domain = address.rpartition("@")[2]
-        except FromError:
-            domain = None  # no readable From: the provider's domain signs
+        domain = None  # the provider's domain signs: not judged, or no readable From
+        if signing.aligned:
+            from_values = [value for name, value in signing.headers if name.lower() == b"from"]
+            try:
+                address = header_mailbox([value.decode("utf-8", "surrogateescape") for value in from_values])
+                domain = address.rpartition("@")[2]
+            except FromError:
+                pass
         keys = self.keyring.signing_keys(domain)
         choice = HeaderChoice(SIGNED_HEADERS, tuple(name for name in OVERSIGNED if name not in signing.crowded))
         return sign(keys, signing.headers, signing.hasher.digest(), choice)
@@ -290,7 +294,8 @@ class Session:
     def end_of_message(self, data):
         signing, self.signing = self.signing, None
         if signing is None:
-            return packet(ACCEPT)
+            # A signing socket never lets a message it did not sign go (fail closed).
+            return packet(REPLYCODE, f"451 4.3.0 {UNSIGNABLE}".encode() + b"\0") if self.mode.sign else packet(ACCEPT)
         if data:
             signing.hasher.update(data)
         return signing
@@ -413,6 +418,8 @@ class MilterConnection(asyncio.Protocol):
             print(f"{message.queue_id}: {log}", file=sys.stderr, flush=True)
         if verdict.action == "accept" and self.session.signing is not None:
             reply = packet(CONTINUE)  # the body comes next, then the signatures
+            # Only a From the check judged for this login signs with its own domain.
+            self.session.signing.aligned = verdict is JUDGED
         else:
             self.session.signing = None
         self.resume([reply])
@@ -443,6 +450,12 @@ async def serve(config, ready=None, stop=None):
     """Serve until stopped; ready and stop are threading.Events, for a caller in another thread."""
     dkim = config.get("dkim")
     keyring = Keyring(dkim["manifest"]) if dkim else None
+    if keyring is not None:
+        # The keys are read before the first message, not by it.
+        try:
+            keyring.current()
+        except SigningError as exc:
+            print(f"from-check: nothing can be signed yet: {exc}", file=sys.stderr, flush=True)
     judge = Judge(FromCheck.from_config(config), config.get("deadline", 5), config.get("lookup_threads", 8), keyring)
     signing = keyring is not None
     modes = {

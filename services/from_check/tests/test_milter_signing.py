@@ -50,9 +50,11 @@ class Keys:
         self.records = {}
         self.manifest = directory / "keys.json"
 
-    def add(self, domain, state="active"):
+    def add(self, domain, state="active", ed25519_state=None):
         for selector, algorithm in (("rsa1", "rsa-sha256"), ("ed1", "ed25519-sha256")):
             file, record = write_key(self.directory, domain, selector, algorithm)
+            if algorithm == "ed25519-sha256" and ed25519_state:
+                state = ed25519_state
             entry = {"domain": domain, "selector": selector, "algorithm": algorithm, "state": state, "file": file}
             self.entries.append(entry)
             self.records[f"{selector}._domainkey.{domain}.".encode()] = record
@@ -86,6 +88,7 @@ def signing_milter(tables, store_socket, keys, tmp_path):
         "lmdb_tables": tables,
         "store_socket": store_socket,
         "dkim": {"manifest": str(keys.manifest)},
+        "send_as_anyone": ["lists@runbox.com"],
         "deadline": 2,
     }
     with serving(config):
@@ -171,7 +174,7 @@ def test_an_accepted_message_leaves_with_two_signatures_that_verify(signing_milt
     assert [ok for *_, ok in verified(changed_from, keys)] == [False, False]
     # The next message of the same connection is signed on its own.
     first, replies = send(postfix, ALICE, MESSAGE, body=b"Another.\r\n", chunk=3)
-    assert verified(leaving(MESSAGE, replies, b"Another.\r\n"), keys)[0][2] is True
+    assert [ok for *_, ok in verified(leaving(MESSAGE, replies, b"Another.\r\n"), keys)] == [True, True]
 
 
 def test_a_refused_message_gets_no_body_asked_and_nothing_inserted(signing_milter):
@@ -184,25 +187,30 @@ def test_a_refused_message_gets_no_body_asked_and_nothing_inserted(signing_milte
     assert first == (b"c", b"") and len(replies) == 3
 
 
+BOB = "bob@hosted.example"
+
+
 @pytest.mark.parametrize(
-    ("sender", "hosted_state", "domain"),
+    ("client", "hosted", "domain"),
     [
-        ("bob@hosted.example", "active", "hosted.example"),
-        ("bob@mail.hosted.example", "active", "hosted.example"),
-        # A hosted domain whose records are not seen yet: the provider signs.
-        ("bob@hosted.example", "pending", "runbox.com"),
-        # A validated address elsewhere: the provider signs (not aligned).
-        ("alice.store@gmail.example", "active", "runbox.com"),
+        # The From check judged bob's From: his domain signs, aligned.
+        (("socket", BOB), {}, "hosted.example"),
+        # Its records not seen yet, or only its Ed25519 key active: the provider signs.
+        (("socket", BOB), {"state": "pending"}, "runbox.com"),
+        (("socket", BOB), {"state": "pending", "ed25519_state": "active"}, "runbox.com"),
+        # No judgment of the From (a login that may send as anyone, a socket without the
+        # check): never aligned with a domain the login was not checked for.
+        (("socket", "lists@runbox.com"), {}, "runbox.com"),
+        (("sign_socket", None), {}, "runbox.com"),
     ],
 )
-def test_the_from_domain_signs_if_it_has_active_keys_else_the_provider(
-    signing_milter, keys, sender, hosted_state, domain
-):
-    keys.add("hosted.example", hosted_state)
-    postfix = Postfix(signing_milter["sign_socket"])
+def test_the_from_domain_signs_only_when_judged_and_ready(signing_milter, keys, client, hosted, domain):
+    socket, login = client
+    keys.add("hosted.example", **hosted)
+    postfix = Postfix(signing_milter[socket])
     postfix.negotiate()
-    headers = [("From", sender), ("Subject", "x")]
-    _, replies = send(postfix, None, headers)
+    headers = [("From", BOB), ("Subject", "x")]
+    _, replies = send(postfix, login, headers)
     assert [(d, ok) for d, _, ok in verified(leaving(headers, replies), keys)] == [(domain, True), (domain, True)]
 
 
@@ -232,6 +240,14 @@ def test_no_usable_key_defers_and_a_fixed_key_signs_again(signing_milter, keys):
     keys.write()
     _, replies = send(postfix, ALICE, MESSAGE)
     assert replies[-1][0] == b"y" and replies[-1][1].startswith(b"451 ")
+
+
+def test_an_end_of_message_without_its_headers_is_deferred_on_a_signing_socket(signing_milter):
+    postfix = Postfix(signing_milter["sign_socket"])
+    postfix.negotiate()
+    postfix.send(b"E")
+    command, text = postfix.receive()
+    assert (command, text[:10]) == (b"y", b"451 4.3.0 ")
 
 
 def test_headers_past_the_limit_defer_and_many_copies_still_verify(signing_milter, keys):

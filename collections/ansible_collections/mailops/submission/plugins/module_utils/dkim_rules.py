@@ -188,10 +188,11 @@ def plan_keys(entries, wanted, policy, published):
     says whether the entry's record is seen in DNS with its key. Pure: nothing is generated,
     written or looked up here; a new entry has no public key or file yet (the module fills them).
     - A pair with no key gets a pending key in its first slot (active at once with force).
-    - A pending key whose record is seen (or every pending key, with force) becomes active; the
-      active key before it is retiring until today + retire_days, then removed.
-    - When the active key is rotation_days old and no key is pending, a pending key is made in the
-      other slot, once that slot is free (a key still retiring there makes the rotation wait).
+    - A pending key whose record is seen becomes active (with force, also unseen where no key of its
+      pair is active yet: a first install); the active key before it is retiring until
+      today + retire_days, then removed.
+    - When the active key has signed for rotation_days and no key is pending, a pending key is made
+      in the other slot, once that slot is free (a key still retiring there makes the rotation wait).
     - emergency: every key of every pair is removed and a new key made in the other slot, active
       at once.
     - A pair no longer wanted (a domain no longer hosted, an algorithm dropped): its keys go.
@@ -242,8 +243,10 @@ class _Planner:
     def activate(self, kept):
         new = {id(entry) for entry in self.plan.created}
         for entry in [each for each in kept if each.state == "pending"]:
-            # A key made in this run has no record yet: only force makes it active.
-            if self.policy.force or (id(entry) not in new and self.published(entry)):
+            # A key made in this run has no record yet. Force activates only where
+            # nothing signs (a first install): a rotation always waits for its record.
+            forced = self.policy.force and not any(each.state == "active" for each in kept)
+            if forced or (id(entry) not in new and self.published(entry)):
                 retire_on = self.policy.today + datetime.timedelta(days=self.policy.retire_days)
                 for older in kept:
                     if older.state == "active":
@@ -256,7 +259,9 @@ class _Planner:
         active = [entry for entry in kept if entry.state == "active"]
         if not active or any(entry.state == "pending" for entry in kept):
             return
-        if _day(active[-1].created) + datetime.timedelta(days=self.policy.rotation_days) > self.policy.today:
+        # A key's age counts from the day it started signing.
+        since = _day(active[-1].activated or active[-1].created)
+        if since + datetime.timedelta(days=self.policy.rotation_days) > self.policy.today:
             return
         free = [slot for slot in SLOTS[algorithm] if slot not in {entry.selector for entry in kept}]
         if free:

@@ -3,7 +3,7 @@
 """TXT lookups through the host's resolver (dnspython, Debian's python3-dnspython).
 
 dnspython is imported when a lookup is made, so that a module that needs none
-(every key already active) runs without it; DNS_IMPORT_ERROR says why it is missing.
+(every key already active) runs without it.
 A lookup follows CNAMEs, as a DKIM verifier does: a hosted domain's selector
 name answers with the record in the provider's zone.
 """
@@ -13,11 +13,6 @@ from __future__ import annotations
 
 class LookupFailed(LookupError):
     """The resolver gave no answer (a timeout, SERVFAIL): not the same as no record."""
-
-
-def txt_texts(name, timeout=5.0):
-    """The texts of name's TXT records (each record's strings joined), [] when there is none."""
-    return Resolver(timeout).values(name, "TXT")
 
 
 class Resolver:
@@ -47,12 +42,3 @@ class Resolver:
         if kind == "TXT":
             return [b"".join(record.strings).decode("ascii", "replace") for record in answer]
         return [record.to_text().rstrip(".") for record in answer]
-
-
-def dns_available():
-    """None when dnspython can be imported, else the error."""
-    try:
-        import dns.resolver  # noqa: F401, PLC0415
-    except ImportError as exc:
-        return exc
-    return None

@@ -73,8 +73,9 @@ options:
   activate:
     description:
       - V(published) makes a pending key active once its record is found in DNS with its key.
-      - V(force) makes every pending key active now, for a first install before the records are published;
-        receivers fail the signatures until they are.
+      - V(force) also makes a pending key active now where its domain and algorithm have no active key yet, for
+        a first install before the records are published; receivers fail the signatures until they are. A
+        rotation's new key always waits for its record.
     type: str
     choices: [published, force]
     default: published
@@ -92,6 +93,14 @@ options:
     description: Seconds a record lookup may take.
     type: float
     default: 5
+  nameservers:
+    description: Addresses of the nameservers to ask instead of the host's resolver.
+    type: list
+    elements: str
+  port:
+    description: Their port.
+    type: int
+    default: 53
 """
 
 EXAMPLES = r"""
@@ -152,6 +161,11 @@ unpublished:
   returned: always
   type: list
   elements: str
+waiting:
+  description: Active keys due for rotation whose other slot still holds a retiring key.
+  returned: always
+  type: list
+  elements: str
 """
 
 import base64
@@ -173,7 +187,7 @@ from ansible_collections.mailops.submission.plugins.module_utils.dkim_rules impo
     plan_keys,
     record_name,
 )
-from ansible_collections.mailops.submission.plugins.module_utils.dns_lookup import LookupFailed, txt_texts
+from ansible_collections.mailops.submission.plugins.module_utils.dns_lookup import LookupFailed, Resolver
 from ansible_collections.mailops.submission.plugins.module_utils.dns_name import DnsNameError, dns_name
 
 MANIFEST = "keys.json"
@@ -260,8 +274,10 @@ def generate(entry, rsa_bits):
 class Published:
     """Whether a pending key's record is seen: its name's TXT holds p= with the key."""
 
-    def __init__(self, timeout):
+    def __init__(self, timeout, nameservers=None, port=53):
         self.timeout = timeout
+        self.nameservers, self.port = nameservers, port
+        self.resolver = None
         self.why = []
 
     def __call__(self, entry):
@@ -269,7 +285,9 @@ class Published:
             return False
         name = record_name(entry.domain, entry.selector)
         try:
-            texts = txt_texts(name, self.timeout)
+            if self.resolver is None:
+                self.resolver = Resolver(self.timeout, self.nameservers, self.port)
+            texts = self.resolver.values(name, "TXT")
         except LookupFailed as exc:
             self.why.append(f"{entry.label()}: no answer for {name} ({exc})")
             return False
@@ -297,6 +315,14 @@ def write_file(directory, name, data, gid, mode=0o640):
             os.close(handle)
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def sync_directory(path):
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 def key_view(entry, provider_domain):
@@ -338,6 +364,9 @@ def apply(module, params, names, plan, token):
         os.makedirs(subdirectory, mode=0o2750, exist_ok=True)
         os.chown(subdirectory, 0 if os.geteuid() == 0 else -1, gid)
         write_file(directory, entry.file, pem, gid)
+    # The new files' names are on disk before the manifest names them.
+    for subdirectory in {os.path.join(directory, entry.domain) for entry in plan.created}:
+        sync_directory(subdirectory)
     manifest = {
         "provider_domain": names[0],
         "emergency_rotation": token,
@@ -361,15 +390,19 @@ def run(module):
         provider, token, entries = read_manifest(os.path.join(directory, MANIFEST))
     except (ValueError, KeyError, TypeError) as exc:
         return {"changed": False, "failed": True, "msg": f"{directory}/{MANIFEST} cannot be read: {exc}"}
-    if provider not in (None, names[0]):
-        entries = []  # another provider domain: every key is new
+    # Another provider domain moves every key record: every key is replaced (the old ones are removed).
+    moved = entries if provider not in (None, names[0]) else []
+    if moved:
+        entries = []
     today = datetime.date.fromisoformat(params["today"]) if params["today"] else datetime.date.today()
-    emergency = bool(params["emergency_rotation"]) and params["emergency_rotation"] != token
+    # A label only replaces keys that exist: on a new host it is recorded, nothing is forced.
+    emergency = bool(entries) and bool(params["emergency_rotation"]) and params["emergency_rotation"] != token
     policy = KeyPolicy(today, params["rotation_days"], params["retire_days"], params["activate"] == "force", emergency)
-    before = "".join(entry.line() for entry in entries)
-    published = Published(params["dns_timeout"])
+    before = "".join(entry.line() for entry in entries + moved)
+    published = Published(params["dns_timeout"], params["nameservers"], params["port"])
     wanted = [(domain, algorithm) for domain in names for algorithm in params["algorithms"]]
     plan = plan_keys(entries, wanted, policy, published)
+    plan.removed += moved
     new_token = params["emergency_rotation"] or token
     changed = plan.changed or new_token != token or provider != names[0]
     if changed and not module.check_mode:
@@ -382,6 +415,7 @@ def run(module):
         "retiring": [entry.label() for entry in plan.retiring],
         "removed": [entry.label() for entry in plan.removed],
         "unpublished": published.why,
+        "waiting": [f"{entry.label()}: its rotation waits for its other slot's key to go" for entry in plan.waiting],
     }
     if module._diff:
         after = "".join(entry.line() for entry in plan.entries)
@@ -409,6 +443,8 @@ def main():
             "emergency_rotation": {"type": "str", "default": "", "no_log": False},
             "today": {"type": "str"},
             "dns_timeout": {"type": "float", "default": 5},
+            "nameservers": {"type": "list", "elements": "str"},
+            "port": {"type": "int", "default": 53},
         },
         supports_check_mode=True,
     )

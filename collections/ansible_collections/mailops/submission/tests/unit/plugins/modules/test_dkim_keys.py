@@ -12,6 +12,8 @@ import sys
 
 import pytest
 from ansible_collections.mailops.submission.plugins.module_utils.dkim_rules import KeyEntry, KeyPolicy, plan_keys
+from ansible_collections.mailops.submission.plugins.module_utils.dns_records import expected_records, zones
+from dns_server import free_port, serving
 from from_check.keyring import Keyring
 
 MODULE = pathlib.Path(__file__).parents[4] / "plugins/modules/dkim_keys.py"
@@ -62,9 +64,10 @@ def test_first_run_makes_a_pending_key_per_domain_and_algorithm_readable_by_the_
     assert "PRIVATE" not in json.dumps(result["diff"])
     assert "hosted.example rsa1 (rsa-sha256, created 2026-12-07): pending" in result["diff"]["after"]
     # Nothing published and no force: nothing signs yet, and the second run changes nothing.
+    before = {name: (tmp_path / "dkim" / name).read_bytes() for name in files(tmp_path)}
     again = run(tmp_path, domains=["hosted.example"], today="2026-12-07", dns_timeout=0.01)
     assert again["changed"] is False and len(again["unpublished"]) == 4
-    assert files(tmp_path) == sorted(files(tmp_path))
+    assert {name: (tmp_path / "dkim" / name).read_bytes() for name in files(tmp_path)} == before
 
 
 def test_check_mode_writes_nothing(tmp_path):
@@ -73,8 +76,18 @@ def test_check_mode_writes_nothing(tmp_path):
     assert not (tmp_path / "dkim").exists()
 
 
-def test_forced_keys_sign_in_the_milter_and_rotate_retire_and_go(tmp_path):
-    run(tmp_path, domains=["hosted.example"], activate="force", today="2026-12-07")
+def published_zones(tmp_path):
+    """The zones the manifest's keys need, as dns_records prints them."""
+    keys = json.loads((tmp_path / "dkim" / "keys.json").read_text())["keys"]
+    mtas = {"addresses": ["192.0.2.25"], "helo_names": []}
+    dmarc = {"policy": "none", "report_address": "dmarc@runbox.com"}
+    records = expected_records("runbox.com", ["hosted.example"], keys, mtas, dmarc)
+    return zones(records, "runbox.com", ["hosted.example"])
+
+
+def test_forced_keys_sign_at_once_and_a_rotation_waits_for_its_record(tmp_path):
+    hosted = {"domains": ["hosted.example"], "activate": "force"}
+    run(tmp_path, today="2026-12-07", **hosted)
     keyring = Keyring(str(tmp_path / "dkim" / "keys.json"))
     keys = keyring.signing_keys("hosted.example")
     assert [(key.domain, key.selector, key.algorithm) for key in keys] == [
@@ -82,17 +95,28 @@ def test_forced_keys_sign_in_the_milter_and_rotate_retire_and_go(tmp_path):
         ("hosted.example", "ed1", "ed25519-sha256"),
     ]
     first_files = files(tmp_path)
-    # 180 days later: a new key in the other slot; with force it signs at once, the old one retires.
-    later = run(tmp_path, domains=["hosted.example"], activate="force", today="2027-06-05")
-    assert sorted(later["activated"])[0] == "hosted.example ed2 (ed25519-sha256, created 2027-06-05)"
-    assert len(later["retiring"]) == 4 and later["removed"] == []
-    assert [key.selector for key in keyring.signing_keys("runbox.com")] == ["rsa2", "ed2"]
+    # 180 days after they started signing: new keys in the other slots, pending even with force.
+    later = run(tmp_path, today="2027-06-05", **hosted)
+    assert sorted(later["created"])[0] == "hosted.example ed2 (ed25519-sha256, created 2027-06-05)"
+    assert later["activated"] == []
+    # Their records not published (nothing answers on this port): they still wait.
+    unreachable = {"nameservers": ["127.0.0.1"], "port": free_port(), "dns_timeout": 0.2}
+    waiting = run(tmp_path, today="2027-06-06", **hosted, **unreachable)
+    assert waiting["changed"] is False and len(waiting["unpublished"]) == 4
+    assert [key.selector for key in keyring.signing_keys("runbox.com")] == ["rsa1", "ed1"]
+    # Their records published: they sign, the old keys retire.
+    directory = tmp_path / "zones"
+    directory.mkdir()
+    with serving(directory, published_zones(tmp_path)) as port:
+        seen = run(tmp_path, today="2027-06-06", **hosted, nameservers=["127.0.0.1"], port=port)
+    assert len(seen["activated"]) == 4 and len(seen["retiring"]) == 4, seen
+    assert [key.selector for key in keyring.signing_keys("hosted.example")] == ["rsa2", "ed2"]
     assert set(first_files) < set(files(tmp_path))
     # Seven days on, the retiring keys and their files go.
-    gone = run(tmp_path, domains=["hosted.example"], activate="force", today="2027-06-12")
+    gone = run(tmp_path, today="2027-06-13", **hosted)
     assert len(gone["removed"]) == 4
     assert not set(first_files) & set(files(tmp_path)) - {"keys.json"}
-    assert run(tmp_path, domains=["hosted.example"], activate="force", today="2027-06-12")["changed"] is False
+    assert run(tmp_path, today="2027-06-13", **hosted)["changed"] is False
 
 
 def test_an_emergency_rotation_replaces_every_key_once(tmp_path):
@@ -103,10 +127,20 @@ def test_an_emergency_rotation_replaces_every_key_once(tmp_path):
     assert {key["selector"] for key in result["keys"]} == {"rsa2", "ed2"}
     assert not set(before) & set(files(tmp_path)) - {"keys.json"}
     assert run(tmp_path, today="2026-12-08", emergency_rotation="leak 1")["changed"] is False
+    # On a new host a label forces nothing: it is recorded, and the keys wait for their records.
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    new = run(fresh, emergency_rotation="leak 1", dns_timeout=0.01)
+    assert {key["state"] for key in new["keys"]} == {"pending"}
     # A domain no longer hosted: its keys go.
     run(tmp_path, today="2026-12-08", emergency_rotation="leak 1", domains=["hosted.example"], activate="force")
     dropped = run(tmp_path, today="2026-12-08", emergency_rotation="leak 1")
     assert sorted(dropped["removed"])[0].startswith("hosted.example ")
+    # Another provider domain: every key and its file goes, new ones wait for their records.
+    kept = files(tmp_path)
+    moved = run(tmp_path, provider_domain="mail.example", today="2026-12-08", dns_timeout=0.01)
+    assert len(moved["removed"]) == 2 and {key["state"] for key in moved["keys"]} == {"pending"}
+    assert not set(kept) & set(files(tmp_path)) - {"keys.json"}
 
 
 @pytest.mark.parametrize(
@@ -148,3 +182,14 @@ def test_a_pending_key_signs_once_its_record_is_seen():
     ]
     waiting = plan_keys(stuck, wanted, policy, published=lambda entry: True)
     assert not waiting.created and waiting.waiting == [stuck[1]]
+
+
+def test_a_key_ages_from_the_day_it_started_signing_and_force_never_skips_a_rotations_record():
+    wanted = [("runbox.com", "rsa-sha256")]
+    # Made a year ago, signing for 100 days: not due.
+    late = [KeyEntry("runbox.com", "rsa-sha256", "rsa1", "active", "2025-12-07", "A", "f", "2026-08-29")]
+    assert not plan_keys(late, wanted, KeyPolicy(DAY), published=lambda entry: True).changed
+    # Due, with force: the new key is made and waits for its record.
+    due = [KeyEntry("runbox.com", "rsa-sha256", "rsa1", "active", "2026-01-01", "A", "f", "2026-01-01")]
+    plan = plan_keys(due, wanted, KeyPolicy(DAY, force=True), published=lambda entry: False)
+    assert [(e.selector, e.state) for e in plan.entries] == [("rsa1", "active"), ("rsa2", "pending")]
