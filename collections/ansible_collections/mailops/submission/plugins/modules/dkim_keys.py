@@ -89,18 +89,8 @@ options:
   today:
     description: The date the rules count from (YYYY-MM-DD), for tests; default today.
     type: str
-  dns_timeout:
-    description: Seconds a record lookup may take.
-    type: float
-    default: 5
-  nameservers:
-    description: Addresses of the nameservers to ask instead of the host's resolver.
-    type: list
-    elements: str
-  port:
-    description: Their port.
-    type: int
-    default: 53
+extends_documentation_fragment:
+  - mailops.submission.dns
 """
 
 EXAMPLES = r"""

@@ -65,18 +65,8 @@ options:
     description: Look the records up and fail naming each one missing or wrong.
     type: bool
     default: true
-  nameservers:
-    description: Addresses of the nameservers to ask instead of the host's resolver.
-    type: list
-    elements: str
-  port:
-    description: Their port.
-    type: int
-    default: 53
-  dns_timeout:
-    description: Seconds a lookup may take.
-    type: float
-    default: 5
+extends_documentation_fragment:
+  - mailops.submission.dns
 """
 
 EXAMPLES = r"""
