@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ansible_collections.mailops.submission.plugins.module_utils.dkim_rules import (
+    ALGORITHMS,
+    SLOTS,
     key_name,
     key_record,
     record_name,
@@ -101,9 +103,15 @@ def expected_records(provider, domains, keys, mtas, dmarc):
             continue
         name = key_name(key["domain"], key["selector"], provider)
         records.append(Record(name, "TXT", key_record(key["algorithm"], key["public"]), f"DKIM ({key['state']})"))
-    hosted_slots = sorted({(key["domain"], key["selector"]) for key in keys if key["domain"] != provider})
-    for domain, selector in hosted_slots:
-        records.append(Record(record_name(domain, selector), "CNAME", key_name(domain, selector, provider), "DKIM"))
+    # Every slot of every algorithm in use, from the start: a hosted domain publishes its CNAMEs once,
+    # and the provider's rotations into the other slot need nothing from its owner.
+    selectors = [
+        slot for algorithm in ALGORITHMS if algorithm in {key["algorithm"] for key in keys} for slot in SLOTS[algorithm]
+    ]
+    for domain in domains:
+        for selector in selectors:
+            target = key_name(domain, selector, provider)
+            records.append(Record(record_name(domain, selector), "CNAME", target, "DKIM (slot)"))
     return records
 
 

@@ -39,6 +39,9 @@ def test_the_records_of_a_provider_and_a_hosted_domain():
     assert by_name[("hosted.example._report._dmarc.runbox.com", "TXT")] == "v=DMARC1"
     assert ("runbox.com._report._dmarc.runbox.com", "TXT") not in by_name
     assert by_name[("rsa1._domainkey.hosted.example", "CNAME")] == "rsa1.hosted.example._domainkey.runbox.com"
+    # Every slot of each algorithm in use, before any key is in it: the domain's owner publishes once.
+    cnames = sorted(r.name for r in records() if r.type == "CNAME")
+    assert cnames == [f"{slot}._domainkey.hosted.example" for slot in ("ed1", "ed2", "rsa1", "rsa2")]
     assert by_name[("rsa1.hosted.example._domainkey.runbox.com", "TXT")] == "v=DKIM1; k=rsa; p=BBBBBBBB"
     lines = zones(records(), "runbox.com", ["hosted.example"])
     assert set(lines) == {"runbox.com", "hosted.example"}
