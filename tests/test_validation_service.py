@@ -90,6 +90,19 @@ class WebSession:
         assert answer["status"] == 302, f"login as {account.login}: {answer['status']} {answer['body'][:300]}"
 
 
+def test_an_address_whose_domain_refuses_foreign_mail_is_added_with_a_warning(web, deployment):
+    """The test DNS (molecule/default/local_dns.yml) publishes DMARC p=reject for
+    dmarc-reject.example; gmail.example publishes none."""
+    account = deployment.account(deployment.domain)
+    browser = web.session()
+    browser.log_in(account)
+    strict = browser.post_form("/", "/senders/add", address=f"web-{uuid.uuid4().hex[:12]}@dmarc-reject.example")
+    assert strict["status"] == 200 and "confirmation link is on its way" in strict["body"], strict
+    assert "DMARC p=reject" in strict["body"] and "will be refused by many receivers" in strict["body"]
+    plain = browser.post_form("/", "/senders/add", address=new_address())
+    assert plain["status"] == 200 and "DMARC" not in plain["body"], plain
+
+
 def test_a_user_validates_an_address_by_link_and_postfix_honours_it(web, host, probe, deployment, sink):
     account = deployment.account(deployment.domain)
     sender = new_address()

@@ -5,9 +5,10 @@ connection string, whose password is in a passfile), auth_socket (Dovecot's auth
 this service), base_url, primary_domain, hosted_domains, no_reply,
 service_name, secret_key_file, listeners (host name, ports,
 implicit_tls_ports, tls), and optionally token_ttl, block_for, session_ttl
-(how long a web login lasts, 8 hours by default) and limits
+(how long a web login lasts, 8 hours by default), limits
 (login_per_hour, login_per_day, sender_interval, sender_per_day,
-pending_per_login). A missing or mistyped key fails at start, naming it.
+pending_per_login) and dmarc (timeout, refuse, nameservers, port: the DMARC
+policy of an address's domain, read when it is added). A missing or mistyped key fails at start, naming it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 
 from sender_validation.confirmation_mail import MailSettings
+from sender_validation.dmarc import DmarcSettings
 from sender_validation.limits import DAY, Limits
 from sender_validation.service import Settings
 
@@ -68,4 +70,24 @@ def service_settings(config):
         token_ttl=config.get("token_ttl", DAY),
         block_for=config.get("block_for", 30 * DAY),
         session_ttl=config.get("session_ttl", 8 * 3600),
+        dmarc=dmarc_settings(config.get("dmarc", {})),
+    )
+
+
+def dmarc_settings(value):
+    """dmarc: {check (bool), timeout (seconds), refuse (bool), nameservers, port}; ConfigError naming a bad value."""
+    kinds = {"check": bool, "timeout": (int, float), "refuse": bool, "nameservers": list, "port": int}
+    if not isinstance(value, dict) or set(value) - set(kinds):
+        raise ConfigError(f"dmarc must be a mapping of {sorted(kinds)}: {value!r}")
+    for key, kind in kinds.items():
+        if key in value and (not isinstance(value[key], kind) or isinstance(value[key], bool) != (kind is bool)):
+            raise ConfigError(f"dmarc.{key} has the wrong type: {value[key]!r}")
+    if value.get("timeout", 2) <= 0:
+        raise ConfigError(f"dmarc.timeout must be positive seconds: {value['timeout']!r}")
+    return DmarcSettings(
+        check=value.get("check", True),
+        timeout=float(value.get("timeout", 2)),
+        refuse=value.get("refuse", False),
+        nameservers=tuple(value.get("nameservers", ())),
+        port=value.get("port", 53),
     )

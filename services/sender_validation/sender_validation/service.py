@@ -20,10 +20,12 @@ import logging
 import queue
 import threading
 import time
+import typing
 
 from ansible_collections.mailops.submission.plugins.module_utils.sender_address import AddressError, normalize_sender
 
 from sender_validation.confirmation_mail import MailSettings, confirmation_message, send
+from sender_validation.dmarc import STRICT, DmarcSettings, Policy, lookup
 from sender_validation.limits import DAY, Limits, refusal
 
 log = logging.getLogger("sender_validation")
@@ -42,6 +44,14 @@ class Settings:
     token_ttl: int = DAY
     block_for: int = 30 * DAY
     session_ttl: int = 8 * 3600
+    dmarc: DmarcSettings = dataclasses.field(default_factory=DmarcSettings)
+
+
+class Added(typing.NamedTuple):
+    """What adding an address gives: its canonical form, and its domain's DMARC policy."""
+
+    sender: str
+    dmarc: Policy
 
 
 class Outbox:
@@ -111,12 +121,20 @@ class SenderService:
         return sender
 
     def add(self, login, raw_sender, client_address):
-        """Ask for a confirmation mail to raw_sender for login; the canonical address.
+        """Ask for a confirmation mail to raw_sender for login; Added (the canonical
+        address, its domain's DMARC policy).
 
         Whether a mail went out is not returned: the limits and blocks are
-        silent to the asker (the log says which applied).
+        silent to the asker (the log says which applied). The DMARC policy
+        depends on the domain alone, and is read before the store is locked.
         """
         sender = self.canonical(raw_sender)
+        policy = lookup(sender.rpartition("@")[2], self.settings.dmarc)
+        if self.settings.dmarc.refuse and policy.kind in STRICT:
+            raise InputError(f"{sender}: {policy.warning} This service does not validate such addresses.")
+        return Added(self._request(login, sender, client_address), policy)
+
+    def _request(self, login, sender, client_address):
         now = self.now()
         with self.store.transaction():
             self.store.lock_requests()

@@ -235,8 +235,8 @@ def senders_page(login):
 @login_required
 def add_sender(login):
     try:
-        sender = deps().service.add(login, request.form.get("address", ""), request.remote_addr)
-        message = f"If {sender} accepts mail, a confirmation link is on its way to it."
+        sender, dmarc = deps().service.add(login, request.form.get("address", ""), request.remote_addr)
+        message = f"If {sender} accepts mail, a confirmation link is on its way to it. {dmarc.warning}".strip()
         status = 200
     except InputError as exc:
         message, status = str(exc), 400
@@ -309,11 +309,12 @@ def api_senders(login):
     if request.method == "POST":
         body = request.get_json(silent=True) or {}
         try:
-            sender = deps().service.add(login, str(body.get("address", "")), request.remote_addr)
+            sender, policy = deps().service.add(login, str(body.get("address", "")), request.remote_addr)
         except InputError as exc:
             return api_error(400, str(exc))
         validated, pending = deps().service.senders(login)
-        return jsonify(address=sender, validated=validated, pending=pending), 202
+        dmarc = {"policy": policy.kind, "checked": policy.kind not in ("unknown", "unchecked"), "warning": policy.warning}
+        return jsonify(address=sender, validated=validated, pending=pending, dmarc=dmarc), 202
     validated, pending = deps().service.senders(login)
     return jsonify(login=login, validated=validated, pending=pending, provided=deps().service.provided(login))
 

@@ -219,3 +219,26 @@ def pg_store(postgresql):
     yield opened
     opened.close()
     postgresql.admin(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+# The DMARC records the tests' addresses meet: an unbound of the test's own
+# serves them; every other name is NXDOMAIN (nothing leaves the machine).
+DMARC_ZONES = {
+    ".": [],
+    "gmail.example": [],
+    "dmarc-reject.example": ['_dmarc.dmarc-reject.example.\t60\tIN\tTXT\t"v=DMARC1; p=reject; rua=mailto:r@x.example"'],
+    "dmarc-quarantine.example": ['_dmarc.dmarc-quarantine.example.\t60\tIN\tTXT\t"v=DMARC1; p=quarantine"'],
+    "dmarc-none.example": ['_dmarc.dmarc-none.example.\t60\tIN\tTXT\t"v=DMARC1; p=none"'],
+    # A parent's record speaks for its subdomains by sp=.
+    "parent.example": ['_dmarc.parent.example.\t60\tIN\tTXT\t"v=DMARC1; p=none; sp=reject"'],
+}
+
+
+@pytest.fixture(scope="session")
+def dmarc_dns(tmp_path_factory):
+    """DmarcSettings that ask the tests' own DNS."""
+    from ansible_collections.mailops.submission.tests.unit.plugins.modules.dns_server import serving  # noqa: PLC0415
+    from sender_validation.dmarc import DmarcSettings  # noqa: PLC0415
+
+    with serving(tmp_path_factory.mktemp("dns"), DMARC_ZONES) as port:
+        yield DmarcSettings(timeout=2, nameservers=("127.0.0.1",), port=port)

@@ -3,13 +3,15 @@
 import json
 import os
 import pathlib
+import re
 import socket
 import subprocess
 import sys
 
 import pytest
 from ansible_collections.mailops.submission.plugins.module_utils.socketmap_protocol import netstring
-from sender_validation.config import ConfigError, load, service_settings
+from sender_validation.config import ConfigError, dmarc_settings, load, service_settings
+from sender_validation.dmarc import DmarcSettings
 
 PACKAGE_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # The service as a host runs it: its package and the shared library (the
@@ -138,3 +140,21 @@ def test_end_sessions_logs_a_login_out_everywhere_and_names_a_bad_login(tmp_path
     bad = subprocess.run([*command, "alice bob", str(path)], check=False, capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "'alice bob'" in bad.stderr
     store.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"timeout": "2"}, "dmarc.timeout has the wrong type: '2'"),
+        ({"timeout": 0}, "dmarc.timeout must be positive seconds: 0"),
+        ({"refuse": 1}, "dmarc.refuse has the wrong type: 1"),
+        ({"resolver": "x"}, "dmarc must be a mapping of"),
+    ],
+)
+def test_bad_dmarc_settings_are_named(value, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        dmarc_settings(value)
+
+
+def test_dmarc_settings():
+    assert dmarc_settings({"timeout": 1, "refuse": True}) == DmarcSettings(timeout=1.0, refuse=True)

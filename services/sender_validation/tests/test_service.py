@@ -1,11 +1,14 @@
 """The service's operations on a real store, with the mail captured (no sendmail here)."""
 
 import contextlib
+import dataclasses
 import re
 import threading
 
 import pytest
+from ansible_collections.mailops.submission.tests.unit.plugins.modules.dns_server import free_port as free_udp_port
 from sender_validation.confirmation_mail import MailSettings
+from sender_validation.dmarc import DmarcSettings, Policy
 from sender_validation.service import InputError, SenderService, Settings
 
 # Every test runs on a SqliteStore, then on a PgStore (the fleet's schema, a real server).
@@ -18,6 +21,9 @@ SETTINGS = Settings(
 )
 
 
+ABSENT = Policy("gmail.example", "absent")
+
+
 class Clock:
     def __init__(self):
         self.now = 1_000_000
@@ -27,14 +33,19 @@ class Clock:
 
 
 @pytest.fixture
-def setup(store):
+def settings(dmarc_dns):
+    return dataclasses.replace(SETTINGS, dmarc=dmarc_dns)
+
+
+@pytest.fixture
+def setup(store, settings):
     sent, clock = [], Clock()
 
     def capture(message, envelope, recipient):
         assert recipient == message["To"], "sendmail gets the address the message is to"
         sent.append((message, envelope))
 
-    service = SenderService(store, SETTINGS, mailer=capture, clock=clock)
+    service = SenderService(store, settings, mailer=capture, clock=clock)
     original_add = service.add
 
     def add(*args):
@@ -54,7 +65,7 @@ def token_of(message):
 
 def test_adding_mails_a_link_that_validates_once_confirmed(setup):
     service, sent, _ = setup
-    assert service.add(ALICE, "Alice.New@Gmail.Example", "192.0.2.7") == "alice.new@gmail.example"
+    assert service.add(ALICE, "Alice.New@Gmail.Example", "192.0.2.7") == ("alice.new@gmail.example", ABSENT)
     ((message, envelope),) = sent
     assert (message["To"], envelope) == ("alice.new@gmail.example", "no-reply@runbox.com")
     assert message["From"] == "Runbox <no-reply@runbox.com>"
@@ -89,7 +100,7 @@ def test_the_answer_is_the_same_when_a_limit_holds_the_mail_back(setup):
     service, sent, _ = setup
     first = service.add(ALICE, "x@gmail.example", "192.0.2.7")
     second = service.add(BOB, "x@gmail.example", "192.0.2.8")  # one mail in ten minutes to one address
-    assert first == second == "x@gmail.example"
+    assert first.sender == second.sender == "x@gmail.example"
     assert len(sent) == 1
 
 
@@ -117,7 +128,7 @@ def test_not_me_blocks_the_login_from_asking_again(setup):
     assert len(sent) == 1 and service.senders(ALICE) == ([], [])
 
 
-def test_two_requests_at_once_cannot_both_pass_a_limit_that_allows_one(store, tmp_path):
+def test_two_requests_at_once_cannot_both_pass_a_limit_that_allows_one(store, tmp_path, settings):
     """Two workers ask for the same mailbox at the same moment: the limits' check and
     the new request are one transaction, so only one mail goes out."""
     checking = threading.Barrier(2)
@@ -133,7 +144,7 @@ def test_two_requests_at_once_cannot_both_pass_a_limit_that_allows_one(store, tm
 
     sent = []
     services = [
-        SenderService(Racing(store.path), SETTINGS, mailer=lambda m, e, r: sent.append(r), clock=lambda: 1_000_000)
+        SenderService(Racing(store.path), settings, mailer=lambda m, e, r: sent.append(r), clock=lambda: 1_000_000)
         for _ in range(2)
     ]
     workers = [
@@ -150,3 +161,39 @@ def test_two_requests_at_once_cannot_both_pass_a_limit_that_allows_one(store, tm
         assert service.outbox.drain(timeout=10)
         service.store.close()
     assert len(sent) == 1, sent
+
+
+@pytest.mark.parametrize(
+    ("address", "kind", "warned"),
+    [
+        ("a@dmarc-reject.example", "reject", "will be refused by many receivers"),
+        ("a@dmarc-quarantine.example", "quarantine", "will often land in spam folders"),
+        ("a@dmarc-none.example", "none", ""),
+        ("a@gmail.example", "absent", ""),
+        ("a@sub.parent.example", "reject", "will be refused"),
+    ],
+)
+def test_adding_says_what_the_domains_dmarc_policy_means(setup, address, kind, warned):
+    service, sent, _ = setup
+    added = service.add(ALICE, address, "192.0.2.7")
+    assert added.dmarc.kind == kind and len(sent) == 1
+    assert (warned in added.dmarc.warning) if warned else added.dmarc.warning == ""
+
+
+def test_a_domain_whose_dns_does_not_answer_is_added_with_a_word(store):
+    silent = DmarcSettings(timeout=1, nameservers=("127.0.0.1",), port=free_udp_port())
+    service = SenderService(store, dataclasses.replace(SETTINGS, dmarc=silent), mailer=lambda *_: None)
+    added = service.add(ALICE, "a@dmarc-reject.example", "192.0.2.7")
+    assert added.dmarc.kind == "unknown" and "could not be checked" in added.dmarc.warning
+    assert service.outbox.drain(timeout=10)
+
+
+def test_refusing_strict_domains_refuses_by_name_and_sends_nothing(store, dmarc_dns):
+    sent = []
+    strict = dataclasses.replace(SETTINGS, dmarc=dataclasses.replace(dmarc_dns, refuse=True))
+    service = SenderService(store, strict, mailer=lambda *args: sent.append(args))
+    with pytest.raises(InputError, match=r"a@dmarc-quarantine\.example: .*p=quarantine.*does not validate"):
+        service.add(ALICE, "a@dmarc-quarantine.example", "192.0.2.7")
+    assert service.add(ALICE, "a@dmarc-none.example", "192.0.2.7").dmarc.kind == "none"
+    assert service.outbox.drain(timeout=10) and [args[2] for args in sent] == ["a@dmarc-none.example"]
+    assert service.senders(ALICE)[1] == ["a@dmarc-none.example"]

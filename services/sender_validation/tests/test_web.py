@@ -30,12 +30,13 @@ CONFIG = {
 
 
 @pytest.fixture
-def web(store, dovecot_socket):
+def web(store, dovecot_socket, dmarc_dns):
     sent = []
     settings = Settings(
         base_url="https://senders.runbox.com",
         hosted_domains=frozenset({"runbox.com", "hosted.example"}),
         mail=MailSettings(no_reply="no-reply@runbox.com", service_name="Runbox", valid_hours=24),
+        dmarc=dmarc_dns,
     )
     service = SenderService(store, settings, mailer=lambda message, envelope, recipient: sent.append(message))
     app = create_app(service, DovecotAuth(dovecot_socket), CONFIG)
@@ -458,3 +459,20 @@ def test_a_failed_login_logs_what_was_typed_only_in_a_logins_shape(web, caplog):
     assert log_in(app.test_client(), "nobody%hosted.example", "wrong").status_code == 401
     assert typed_password not in caplog.text and "(not a login)" in caplog.text
     assert "'nobody%hosted.example'" in caplog.text
+
+
+def test_the_page_and_the_api_say_what_a_strict_dmarc_policy_means(web):
+    app, sent = web
+    client = app.test_client()
+    assert log_in(client, "alice", ALICE_PW).status_code == 302
+    strict = add(client, "someone@dmarc-reject.example")
+    assert strict.status_code == 200 and b"DMARC p=reject" in strict.data and b"will be refused" in strict.data
+    relaxed = add(client, "someone@dmarc-none.example")
+    assert relaxed.status_code == 200 and b"DMARC" not in relaxed.data
+    api = client.post("/api/senders", json={"address": "x@dmarc-quarantine.example"}, auth=("alice", ALICE_PW))
+    drain(app)
+    assert api.status_code == 202
+    assert api.json["dmarc"]["policy"] == "quarantine" and api.json["dmarc"]["checked"] is True
+    assert "spam folders" in api.json["dmarc"]["warning"]
+    # Warned, not refused: each got its confirmation mail.
+    assert len(sent) == 3

@@ -1,7 +1,8 @@
-"""A real DNS server for the modules' tests: Debian's unbound on a loopback
-port, answering as a resolver from zone files of the test's (auth-zone,
+"""A real DNS server for the tests: Debian's unbound on a loopback port,
+answering as a resolver from zone files of the test's (auth-zone,
 for-upstream), so that CNAMEs from one zone into another are followed as
-receivers' resolvers follow them."""
+receivers' resolvers follow them. A zone "." (the root, empty) makes every
+other name NXDOMAIN at once: nothing is asked outside the machine."""
 
 import contextlib
 import shutil
@@ -10,7 +11,7 @@ import subprocess
 import time
 
 UNBOUND = shutil.which("unbound") or shutil.which("unbound", path="/usr/sbin:/sbin")
-SOA = "@\t3600\tIN\tSOA\tns.{zone}. hostmaster.{zone}. 1 3600 600 86400 60\n@\t3600\tIN\tNS\tns.{zone}.\n"
+SOA = "@\t3600\tIN\tSOA\tns.invalid. hostmaster.invalid. 1 3600 600 86400 60\n@\t3600\tIN\tNS\tns.invalid.\n"
 
 
 def free_port():
@@ -23,8 +24,9 @@ def write_zones(directory, zones):
     """Zone files {zone: lines} into directory; returns the auth-zone clauses."""
     clauses = []
     for zone, lines in zones.items():
-        path = directory / f"{zone}.zone"
-        path.write_text(f"$ORIGIN {zone}.\n" + SOA.format(zone=zone) + "".join(line + "\n" for line in lines))
+        path = directory / f"{'root' if zone == '.' else zone}.zone"
+        origin = zone if zone.endswith(".") else f"{zone}."
+        path.write_text(f"$ORIGIN {origin}\n" + SOA + "".join(line + "\n" for line in lines))
         clauses.append(
             f'auth-zone:\n  name: "{zone}"\n  zonefile: "{path}"\n  for-downstream: no\n  for-upstream: yes\n'
             "  fallback-enabled: no\n"
