@@ -85,6 +85,8 @@ def test_submissions_leave_with_two_signatures_of_the_right_domain(host, probe, 
         assert queue_id(result), f"{name}: not accepted: {result}"
         raw = stored(host, sink, token)
         found = signatures(host, raw)
+        # dkimpy's verdicts, in the log of the run (molecule's verify shows what passed tests print).
+        print(f"{name} ({sender}): dkimpy on the instance: {found}")
         assert [(d, ok) for d, _, ok in found] == [(domain, True), (domain, True)], f"{name}: {found}"
         assert sorted(s[:-1] for _, s, _ in found) == ["ed", "rsa"], f"{name}: {found}"
         # The control: a changed body or From fails both signatures.
@@ -105,6 +107,7 @@ def test_local_mail_and_postfix_notices_leave_signed(host, deployment, sink):
     mail = text.format(author=f"Runbox <{no_reply}>", to=deployment.recipient, token=own)
     assert host.run(sendmail, mail, no_reply, deployment.recipient).rc == 0
     found = signatures(host, stored(host, sink, own))
+    print(f"the validation service's mail ({no_reply}): dkimpy on the instance: {found}")
     assert [(d, ok) for d, _, ok in found] == [(deployment.domain, True)] * 2, found
     # A From the service may not show: refused, and Postfix bounces it to the service's address.
     mail = text.format(author=deployment.accounts[0].address, to=deployment.recipient, token=refused)
@@ -112,6 +115,7 @@ def test_local_mail_and_postfix_notices_leave_signed(host, deployment, sink):
     bounce = stored(host, sink, refused)
     assert b"MAILER-DAEMON" in bounce.split(b"\n\n")[0], "the message holding the token is not the bounce"
     found = signatures(host, bounce)
+    print(f"Postfix's bounce: dkimpy on the instance: {found}")
     assert [ok for *_, ok in found] == [True, True] and found[0][0] == deployment.domain, found
 
 
@@ -174,7 +178,9 @@ def dns_check(host, deployment):
 
 
 def test_the_published_records_pass_the_check_and_a_missing_one_is_named(host, deployment):
-    assert dns_check(host, deployment).get("problems") == []
+    checked = dns_check(host, deployment)
+    assert checked.get("problems") == [], checked
+    print("the records the instance's DNS publishes:", *(f"{r['type']} {r['name']}" for r in checked["records"]))
     hosted = next(a.address.split("@")[1] for a in deployment.accounts if not a.address.endswith(deployment.domain))
     zone = f"/etc/unbound/{hosted}.zone"
     assert host.run("cp %s %s.kept && sed -i '/^_dmarc\\./d' %s && systemctl restart unbound", zone, zone, zone).rc == 0
