@@ -41,6 +41,8 @@ class Keyring:
         # domain -> [Key] (one an algorithm), or domain -> the reason it cannot sign.
         self.keys = {}
         self.broken = {}
+        # The domains with an active key of each of their algorithms: those a From may sign as.
+        self.complete = set()
         self.error = "no manifest read yet"
         self.loaded_at = 0.0
         # One thread reads a changed manifest and its keys (loading an RSA key
@@ -64,28 +66,30 @@ class Keyring:
             if stale:
                 self.loading = True
         if stale:
+            loaded, error = ({}, {}, set(), None), "the key manifest was not read"
             try:
                 loaded, error = self.load(), None
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                loaded, error = ({}, {}, None), f"the key manifest {self.manifest} is not usable: {exc}"
-            with self.lock:
-                self.keys, self.broken, self.provider_domain = loaded
-                self.seen, self.loaded_at, self.error, self.loading = seen, time.monotonic(), error, False
+            except Exception as exc:
+                error = f"the key manifest {self.manifest} is not usable: {exc!r}"
+            finally:
+                with self.lock:
+                    self.keys, self.broken, self.complete, self.provider_domain = loaded
+                    self.seen, self.loaded_at, self.error, self.loading = seen, time.monotonic(), error, False
         # Meanwhile another thread may be reading a newer manifest: these keys are the last read.
         with self.lock:
             if self.error:
                 raise SigningError(self.error)
 
     def load(self):
-        """(keys, broken, provider domain) as the manifest and its files have them."""
+        """(keys, broken, complete, provider domain) as the manifest and its files have them."""
         with open(self.manifest, encoding="utf-8") as handle:
             manifest = json.load(handle)
         provider_domain = manifest["provider_domain"]
         directory = os.path.dirname(self.manifest)
         keys, broken = {}, {}
-        # A domain signs only with an active key of every algorithm it has keys
-        # for (its RSA key pending and Ed25519 active: most receivers would see
-        # no signature they check), else the provider's domain signs.
+        # A From's domain signs only with an active key of every algorithm it has
+        # keys for (its RSA key pending and Ed25519 active: most receivers would
+        # see no signature they check), else the provider's domain signs.
         algorithms = {}
         for entry in manifest["keys"]:
             algorithms.setdefault(entry["domain"], set()).add(entry["algorithm"])
@@ -108,22 +112,21 @@ class Keyring:
                 broken[domain] = str(exc)
         for domain in broken:
             keys.pop(domain, None)
-        for domain in list(keys):
-            if {key.algorithm for key in keys[domain]} != algorithms[domain]:
-                del keys[domain]
+        complete = {domain for domain in keys if {key.algorithm for key in keys[domain]} == algorithms[domain]}
         # RSA first: the order receivers that know only RSA meet them in does not matter, the log's does.
         ordered = {
             domain: sorted(found, key=lambda key: ALGORITHMS.index(key.algorithm)) for domain, found in keys.items()
         }
-        return ordered, broken, provider_domain
+        return ordered, broken, complete, provider_domain
 
     def signing_keys(self, from_domain):
         """The keys that sign a message whose From header's domain is from_domain
         (None when it cannot be read); SigningError when none can."""
         self.current()
         with self.lock:
-            usable = set(self.keys) | set(self.broken)
-            domain = signing_domain(from_domain, usable, self.provider_domain)
+            # A From's domain signs only with a key of each of its algorithms; the provider's
+            # signs with what it has (an algorithm added later waits for its record meanwhile).
+            domain = signing_domain(from_domain, self.complete | set(self.broken), self.provider_domain)
             if domain in self.broken:
                 raise SigningError(self.broken[domain])
             if domain not in self.keys:

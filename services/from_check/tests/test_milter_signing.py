@@ -260,3 +260,17 @@ def test_headers_past_the_limit_defer_and_many_copies_still_verify(signing_milte
     huge = [("From", ALICE)] + [("References", "<" + "x" * 60000 + ">") for _ in range(20)]
     _, replies = send(postfix, None, huge)
     assert replies[-1][0] == b"y" and replies[-1][1].startswith(b"451 ")
+
+
+def test_the_provider_signs_with_what_it_has_while_an_added_algorithm_waits(signing_milter, keys):
+    """An algorithm added later is pending until its record is seen: the provider's
+    mail goes on, signed with the algorithm already active, not deferred."""
+    for entry in keys.entries:
+        if entry["algorithm"] == "ed25519-sha256":
+            entry["state"] = "pending"
+    keys.write()
+    postfix = Postfix(signing_milter["socket"])
+    postfix.negotiate()
+    _, replies = send(postfix, ALICE, MESSAGE)
+    assert [command for command, _ in replies] == [b"i", b"a"]
+    assert verified(leaving(MESSAGE, replies), keys) == [("runbox.com", "rsa1", True)]

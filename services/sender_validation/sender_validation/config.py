@@ -13,6 +13,7 @@ policy of an address's domain, read when it is added). A missing or mistyped key
 
 from __future__ import annotations
 
+import ipaddress
 import json
 
 from sender_validation.confirmation_mail import MailSettings
@@ -74,6 +75,10 @@ def service_settings(config):
     )
 
 
+# A web thread waits at most this long for a DMARC answer.
+MAX_DMARC_TIMEOUT = 10
+
+
 def dmarc_settings(value):
     """dmarc: {check (bool), timeout (seconds), refuse (bool), nameservers, port}; ConfigError naming a bad value."""
     kinds = {"check": bool, "timeout": (int, float), "refuse": bool, "nameservers": list, "port": int}
@@ -82,8 +87,13 @@ def dmarc_settings(value):
     for key, kind in kinds.items():
         if key in value and (not isinstance(value[key], kind) or isinstance(value[key], bool) != (kind is bool)):
             raise ConfigError(f"dmarc.{key} has the wrong type: {value[key]!r}")
-    if value.get("timeout", 2) <= 0:
-        raise ConfigError(f"dmarc.timeout must be positive seconds: {value['timeout']!r}")
+    if not 0 < value.get("timeout", 2) <= MAX_DMARC_TIMEOUT:
+        raise ConfigError(f"dmarc.timeout must be seconds above 0, at most {MAX_DMARC_TIMEOUT}: {value['timeout']!r}")
+    for address in value.get("nameservers", []):
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ConfigError(f"dmarc.nameservers: {address!r} is not an IP address") from None
     return DmarcSettings(
         check=value.get("check", True),
         timeout=float(value.get("timeout", 2)),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 
 from ansible_collections.mailops.submission.plugins.module_utils.dns_lookup import LookupFailed, Resolver
@@ -23,6 +24,13 @@ from ansible_collections.mailops.submission.plugins.module_utils.dns_records imp
 log = logging.getLogger(__name__)
 # reject and quarantine: receivers that honour the policy refuse or junk the mail.
 STRICT = ("reject", "quarantine")
+# DMARCbis: at most this many names are asked, from the domain up.
+MAX_NAMES = 8
+MAX_NAME_OCTETS = 253
+# A domain's policy is kept this long (seconds), for this many domains: a user
+# adding addresses at one domain, or many users at a common one, ask DNS once.
+CACHE_SECONDS, CACHE_SIZE = 300, 4096
+_cache, _cache_lock = {}, threading.Lock()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,10 +80,30 @@ def lookup(domain, settings):
     """The Policy for an address at domain; unknown when DNS does not answer within settings.timeout."""
     if not settings.check:
         return Policy(domain, "unchecked")
+    now = time.monotonic()
+    with _cache_lock:
+        cached = _cache.get(domain)
+        if cached and cached[0] > now:
+            return cached[1]
+    try:
+        policy = _discover(domain, settings)
+    except Exception:  # fail open with a word: the address is added, the page says it was not checked
+        log.exception("DMARC lookup for %s failed", domain)
+        policy = Policy(domain, "unknown")
+    if policy.kind != "unknown":
+        with _cache_lock:
+            if len(_cache) >= CACHE_SIZE:
+                _cache.clear()
+            _cache[domain] = (now + CACHE_SECONDS, policy)
+    return policy
+
+
+def _discover(domain, settings):
     deadline = time.monotonic() + settings.timeout
     labels = domain.split(".")
-    for start in range(max(len(labels) - 1, 1)):
-        name = ".".join(labels[start:])
+    names = [".".join(labels[start:]) for start in range(max(len(labels) - 1, 1))]
+    names = [name for name in names if len(f"_dmarc.{name}") <= MAX_NAME_OCTETS][:MAX_NAMES]
+    for name in names:
         left = deadline - time.monotonic()
         if left <= 0:
             return Policy(domain, "unknown")
@@ -84,14 +112,16 @@ def lookup(domain, settings):
         except LookupFailed as exc:
             log.info("no DMARC answer for %s: %s", name, exc)
             return Policy(domain, "unknown")
-        records = [text for text in texts if text.replace(" ", "").lower().startswith("v=dmarc1")]
-        if len(records) != 1:
-            continue  # none, or several (RFC 7489 6.6.3: as if none)
+        records = [text for text in texts if text.split(";")[0].replace(" ", "") == "v=DMARC1"]
+        if len(records) > 1:
+            return Policy(domain, "absent", name)  # RFC 7489 6.6.3: several records are none
+        if not records:
+            continue
         try:
             tags = parse_dmarc(records[0])
         except DmarcError:
-            continue
+            return Policy(domain, "absent", name)
         # A parent's record speaks for its subdomains by sp=, else p=.
-        kind = (tags.get("sp") if start and tags.get("sp") else tags["p"]).lower()
-        return Policy(domain, kind if kind in ("reject", "quarantine", "none") else "none", name)
+        kind = (tags.get("sp") if name != domain and tags.get("sp") else tags["p"]).lower()
+        return Policy(domain, kind if kind in STRICT else "none", name)
     return Policy(domain, "absent")

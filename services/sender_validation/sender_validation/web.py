@@ -313,7 +313,8 @@ def api_senders(login):
         except InputError as exc:
             return api_error(400, str(exc))
         validated, pending = deps().service.senders(login)
-        dmarc = {"policy": policy.kind, "checked": policy.kind not in ("unknown", "unchecked"), "warning": policy.warning}
+        checked = policy.kind not in ("unknown", "unchecked")
+        dmarc = {"policy": policy.kind, "checked": checked, "warning": policy.warning}
         return jsonify(address=sender, validated=validated, pending=pending, dmarc=dmarc), 202
     validated, pending = deps().service.senders(login)
     return jsonify(login=login, validated=validated, pending=pending, provided=deps().service.provided(login))

@@ -231,6 +231,11 @@ DMARC_ZONES = {
     "dmarc-none.example": ['_dmarc.dmarc-none.example.\t60\tIN\tTXT\t"v=DMARC1; p=none"'],
     # A parent's record speaks for its subdomains by sp=.
     "parent.example": ['_dmarc.parent.example.\t60\tIN\tTXT\t"v=DMARC1; p=none; sp=reject"'],
+    "twice.example": [
+        '_dmarc.twice.example.\t60\tIN\tTXT\t"v=DMARC1; p=reject"',
+        '_dmarc.twice.example.\t60\tIN\tTXT\t"v=DMARC1; p=none"',
+    ],
+    "broken.example": ['_dmarc.broken.example.\t60\tIN\tTXT\t"v=DMARC1; p=maybe"'],
 }
 
 

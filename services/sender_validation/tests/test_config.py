@@ -146,7 +146,9 @@ def test_end_sessions_logs_a_login_out_everywhere_and_names_a_bad_login(tmp_path
     ("value", "message"),
     [
         ({"timeout": "2"}, "dmarc.timeout has the wrong type: '2'"),
-        ({"timeout": 0}, "dmarc.timeout must be positive seconds: 0"),
+        ({"timeout": 0}, "dmarc.timeout must be seconds above 0, at most 10: 0"),
+        ({"timeout": float("inf")}, "at most 10: inf"),
+        ({"nameservers": ["bogus"]}, "dmarc.nameservers: 'bogus' is not an IP address"),
         ({"refuse": 1}, "dmarc.refuse has the wrong type: 1"),
         ({"resolver": "x"}, "dmarc must be a mapping of"),
     ],

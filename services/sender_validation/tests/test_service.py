@@ -100,7 +100,7 @@ def test_the_answer_is_the_same_when_a_limit_holds_the_mail_back(setup):
     service, sent, _ = setup
     first = service.add(ALICE, "x@gmail.example", "192.0.2.7")
     second = service.add(BOB, "x@gmail.example", "192.0.2.8")  # one mail in ten minutes to one address
-    assert first.sender == second.sender == "x@gmail.example"
+    assert first == second == ("x@gmail.example", Policy("gmail.example", "absent"))
     assert len(sent) == 1
 
 
@@ -171,6 +171,11 @@ def test_two_requests_at_once_cannot_both_pass_a_limit_that_allows_one(store, tm
         ("a@dmarc-none.example", "none", ""),
         ("a@gmail.example", "absent", ""),
         ("a@sub.parent.example", "reject", "will be refused"),
+        # sp= is the subdomains' policy, not the domain's own.
+        ("a@parent.example", "none", ""),
+        # Several records are none (RFC 7489 6.6.3), and so is one that does not read.
+        ("a@twice.example", "absent", ""),
+        ("a@broken.example", "absent", ""),
     ],
 )
 def test_adding_says_what_the_domains_dmarc_policy_means(setup, address, kind, warned):
@@ -185,6 +190,8 @@ def test_a_domain_whose_dns_does_not_answer_is_added_with_a_word(store):
     service = SenderService(store, dataclasses.replace(SETTINGS, dmarc=silent), mailer=lambda *_: None)
     added = service.add(ALICE, "a@dmarc-reject.example", "192.0.2.7")
     assert added.dmarc.kind == "unknown" and "could not be checked" in added.dmarc.warning
+    off = SenderService(store, dataclasses.replace(SETTINGS, dmarc=DmarcSettings(check=False)), mailer=lambda *_: None)
+    assert off.add(ALICE, "b@dmarc-reject.example", "192.0.2.7").dmarc == Policy("dmarc-reject.example", "unchecked")
     assert service.outbox.drain(timeout=10)
 
 

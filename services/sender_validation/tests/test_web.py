@@ -11,6 +11,7 @@ import urllib.parse
 import pytest
 import werkzeug.serving
 from sender_validation.confirmation_mail import MailSettings
+from sender_validation.dmarc import DmarcSettings
 from sender_validation.dovecot_auth import DovecotAuth
 from sender_validation.service import SenderService, Settings
 from sender_validation.web import create_app
@@ -20,6 +21,8 @@ LISTENERS = [
     {"hostname": "smtp.runbox.com", "ports": [25, 26, 587], "tls": "starttls"},
     {"hostname": "secure.runbox.com", "ports": [25, 26, 587], "implicit_tls_ports": [465], "tls": "required"},
 ]
+# The tests that are not about DMARC ask no DNS.
+NO_DMARC = DmarcSettings(check=False)
 CONFIG = {
     "secret_key": "k" * 32,
     "primary_domain": "runbox.com",
@@ -323,6 +326,7 @@ def test_the_answer_does_not_wait_for_sendmail(store, dovecot_socket):
         base_url="https://senders.runbox.com",
         hosted_domains=frozenset({"runbox.com"}),
         mail=MailSettings(no_reply="no-reply@runbox.com", service_name="Runbox", valid_hours=24),
+        dmarc=NO_DMARC,
     )
     service = SenderService(store, settings, mailer=slow_sendmail)
     app = create_app(service, DovecotAuth(dovecot_socket), CONFIG)
@@ -419,6 +423,7 @@ def test_wrong_passwords_do_not_hold_a_right_login_in_a_threaded_server(store, s
         base_url="https://senders.runbox.com",
         hosted_domains=frozenset({"runbox.com"}),
         mail=MailSettings(no_reply="no-reply@runbox.com", service_name="Runbox", valid_hours=24),
+        dmarc=NO_DMARC,
     )
     app = create_app(SenderService(store, settings), DovecotAuth(slow_dovecot_socket), CONFIG)
     server = werkzeug.serving.make_server("127.0.0.1", 0, app, threaded=True)

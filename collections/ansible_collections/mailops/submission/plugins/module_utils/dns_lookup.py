@@ -19,12 +19,16 @@ class Resolver:
     """Lookups through the host's resolver, or through nameservers (addresses) on port."""
 
     def __init__(self, timeout=5.0, nameservers=None, port=53):
-        import dns.resolver  # noqa: PLC0415 - only when a lookup is made
+        import dns.exception  # noqa: PLC0415 - only when a lookup is made
+        import dns.resolver  # noqa: PLC0415
 
-        self.resolver = dns.resolver.Resolver(configure=not nameservers)
-        if nameservers:
-            self.resolver.nameservers = list(nameservers)
-            self.resolver.port = port
+        try:
+            self.resolver = dns.resolver.Resolver(configure=not nameservers)
+            if nameservers:
+                self.resolver.nameservers = list(nameservers)
+                self.resolver.port = port
+        except (dns.exception.DNSException, ValueError) as exc:  # no resolv.conf, a bad nameserver
+            raise LookupFailed(f"no resolver: {exc}") from None
         self.resolver.lifetime = timeout
 
     def values(self, name, kind):
