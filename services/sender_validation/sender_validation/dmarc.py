@@ -82,7 +82,7 @@ def lookup(domain, settings):
         return Policy(domain, "unchecked")
     now = time.monotonic()
     with _cache_lock:
-        cached = _cache.get(domain)
+        cached = _cache.get((domain, settings))
         if cached and cached[0] > now:
             return cached[1]
     try:
@@ -94,7 +94,7 @@ def lookup(domain, settings):
         with _cache_lock:
             if len(_cache) >= CACHE_SIZE:
                 _cache.clear()
-            _cache[domain] = (now + CACHE_SECONDS, policy)
+            _cache[(domain, settings)] = (now + CACHE_SECONDS, policy)
     return policy
 
 
