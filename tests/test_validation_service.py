@@ -92,15 +92,16 @@ class WebSession:
 
 def test_an_address_whose_domain_refuses_foreign_mail_is_added_with_a_warning(web, deployment):
     """The test DNS (molecule/default/local_dns.yml) publishes DMARC p=reject for
-    dmarc-reject.example; gmail.example publishes none."""
-    account = deployment.account(deployment.domain)
+    dmarc-reject.example. One request, from the account no other test asks mail
+    for (the limits allow a login three confirmation mails an hour); an address
+    without a strict policy gets no warning (tests/test_validation_service's
+    other adds, and the service's unit tests)."""
+    account = deployment.accounts[-1]
     browser = web.session()
     browser.log_in(account)
     strict = browser.post_form("/", "/senders/add", address=f"web-{uuid.uuid4().hex[:12]}@dmarc-reject.example")
     assert strict["status"] == 200 and "confirmation link is on its way" in strict["body"], strict
-    assert "DMARC p=reject" in strict["body"] and "will be refused by many receivers" in strict["body"]
-    plain = browser.post_form("/", "/senders/add", address=new_address())
-    assert plain["status"] == 200 and "DMARC" not in plain["body"], plain
+    assert "DMARC p=reject" in strict["body"] and "will be refused by many receivers" in strict["body"], strict
 
 
 def test_a_user_validates_an_address_by_link_and_postfix_honours_it(web, host, probe, deployment, sink):
@@ -111,6 +112,7 @@ def test_a_user_validates_an_address_by_link_and_postfix_honours_it(web, host, p
     browser.log_in(account)
     added = browser.post_form("/", "/senders/add", address=sender)
     assert added["status"] == 200 and "confirmation link is on its way" in added["body"], added
+    assert "DMARC" not in added["body"], "gmail.example publishes no DMARC policy: no warning"
     link = confirmation_link(host, sink, sender, web.base_url)
     page = browser.call("GET", link)
     assert page["status"] == 200 and sender in page["body"] and account.address in page["body"]
