@@ -201,6 +201,11 @@ def signature(key, headers, body_hash, choice, now=None):
     [(name, value) as bytes] in the message's order, the body's hash and a
     HeaderChoice."""
     listed = choice.listed(headers)
+    return _signature(key, listed, signed_headers(headers, listed), body_hash, now)
+
+
+def _signature(key, listed, canonical, body_hash, now):
+    """One signature over the signed headers already in canonical form."""
     tags = [
         "v=1",
         f"a={key.algorithm}",
@@ -213,12 +218,15 @@ def signature(key, headers, body_hash, choice, now=None):
         "b=",
     ]
     unsigned = fold([each + ";" for each in tags[:-1]] + ["b="]).encode()
-    data = signed_headers(headers, listed) + relaxed_header(b"dkim-signature", unsigned)[:-2]
+    data = canonical + relaxed_header(b"dkim-signature", unsigned)[:-2]
     value = base64.b64encode(key.sign(data)).decode()
     return fold([each + ";" for each in tags[:-1]] + ["b=" + value])
 
 
 def sign(keys, headers, body_hash, choice, now=None):
-    """One DKIM-Signature value a key, in the keys' order."""
+    """One DKIM-Signature value a key, in the keys' order: the headers are
+    listed and canonicalized once for all of them."""
     now = time.time() if now is None else now
-    return [signature(key, headers, body_hash, choice, now) for key in keys]
+    listed = choice.listed(headers)
+    canonical = signed_headers(headers, listed)
+    return [_signature(key, listed, canonical, body_hash, now) for key in keys]
