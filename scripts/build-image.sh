@@ -21,7 +21,7 @@ packages=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,ca-certificates,ipro
 # What roles/*/tasks and molecule/*/prepare.yml install: the default
 # deployment and its sink, then what the other scenarios add.
 base_packages=(postfix postfix-lmdb dovecot-core python3-cryptography python3-flask python3-systemd gunicorn nginx
-    sqlite3 python3-lmdb python3-idna postfwd python3-aiosmtpd)
+    sqlite3 python3-lmdb python3-idna postfwd python3-aiosmtpd python3-dnspython python3-dkim unbound)
 full_packages=(certbot postgresql postfix-pgsql dovecot-pgsql python3-psycopg testssl.sh socat pebble libfaketime)
 recipe_hash=$(sha256sum "$0" | cut -c1-12)
 case "$flavour" in
@@ -134,6 +134,8 @@ else
     # port 80, which certbot's standalone challenge needs (acme scenario). The
     # validation role enables it, without that site, where it deploys.
     chroot "$root" systemctl disable nginx.service >>"$root.log" 2>&1
+    # unbound serves the test zones (DKIM, DMARC) where a scenario starts it.
+    chroot "$root" systemctl disable unbound.service >>"$root.log" 2>&1
     # Units that cannot work inside a container and only slow or break the boot.
     for unit in systemd-remount-fs.service systemd-udevd.service systemd-udev-trigger.service \
                 getty.target console-getty.service systemd-firstboot.service \
