@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 
+import dkim
 import pytest
 import testinfra
 from ansible_collections.mailops.submission.plugins.module_utils.fleet_database import fleet_parameters
@@ -27,6 +28,7 @@ from host_probe import (
     message,
     sink_copies,
 )
+from test_dkim import MANIFEST, stored
 from test_validation_service import Web
 from testinfra.modules.ansible import AnsibleException
 from validation_flow import confirmation_link, new_address, rcpt_code
@@ -310,6 +312,57 @@ def test_a_confirmation_on_one_host_lets_the_sender_through_on_the_others(fleet,
     assert removed["status"] == 302, removed
     for other in other_probes:
         assert rcpt_code(other, deployment, account, sender)[0] == 553, "a removed address must be refused everywhere"
+
+
+def _published_records(other):
+    """{record name: TXT value} as the DNS would serve them for another MTA's keys (a hosted domain's
+    selector name answers with its CNAME target's record, as a verifier's resolver follows it)."""
+    manifest = json.loads(other.check_output("cat %s", MANIFEST))
+    provider = manifest["provider_domain"]
+    records = {}
+    for key in manifest["keys"]:
+        kind = "rsa" if key["algorithm"] == "rsa-sha256" else "ed25519"
+        text = f"v=DKIM1; k={kind}; p={key['public']}"
+        target = f"{key['selector']}._domainkey.{provider}"
+        if key["domain"] != provider:
+            target = f"{key['selector']}.{key['domain']}._domainkey.{provider}"
+        records[target] = records[f"{key['selector']}._domainkey.{key['domain']}"] = text
+    return records
+
+
+def test_every_mta_signs_with_the_same_keys(fleet, host, probe, deployment, sink):
+    """The keys are made once, in the store on the controller: every MTA holds the same files, and a
+    message signed here verifies (dkimpy, on the controller) against the keys another MTA holds."""
+    listing = "cd %s && sha256sum keys.json */*.pem"
+    directory = MANIFEST.rsplit("/", 1)[0]
+    here = host.check_output(listing, directory)
+    assert here.count(".pem") == 4, here
+    endpoint = deployment.endpoints[0]
+    alice = deployment.account(deployment.domain)
+    bob = next(account for account in deployment.accounts if not account.address.endswith(f"@{deployment.domain}"))
+    raws = {}
+    for account in (alice, bob):
+        token = uuid.uuid4().hex
+        mail = message(account.address, deployment.recipient, token)
+        answer = probe.one(authenticated(endpoint, account, deployment.recipient, data=mail))
+        assert answer.get("data", [0])[0] == 250, answer
+        raws[account.address] = stored(host, sink, token)
+    for other in fleet.others:
+        assert other.check_output(listing, directory) == here, "another MTA holds other keys"
+        records = _published_records(other)
+
+        def lookup(name, timeout=5, records=records):
+            name = (name.decode() if isinstance(name, bytes) else name).rstrip(".")
+            return records[name].encode() if name in records else None
+
+        for address, stored_raw in raws.items():
+            raw = stored_raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            verdicts = [dkim.DKIM(raw).verify(idx=index, dnsfunc=lookup) for index in range(2)]
+            print(f"{address} through {host.backend.get_pytest_id()}, keys of another MTA: {verdicts}")
+            assert raw.count(b"DKIM-Signature:") == 2 and verdicts == [True, True], address
+            # The control: a changed body fails.
+            changed = raw.replace(b"Token ", b"Token changed ")
+            assert not dkim.DKIM(changed).verify(idx=0, dnsfunc=lookup), address
 
 
 def _main_pids(host):

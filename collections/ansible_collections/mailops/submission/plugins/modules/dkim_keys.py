@@ -18,14 +18,21 @@ description:
     O(retire_days), then its file is removed. A key O(rotation_days) old is replaced by a new key in the other
     selector slot of its algorithm (C(rsa1)/C(rsa2), C(ed1)/C(ed2)).
   - A new value of O(emergency_rotation) replaces every key at once, active at once (a key that leaked).
+  - With O(store), the keys are made once, on the controller, in a key store whose private keys are
+    vault-encrypted files, and every host gets the same keys (a fleet's MTAs); the rules are the same. The
+    controller then asks DNS for pending keys' records, and needs cryptography and dnspython (the project's venv
+    has both) and a vault secret (C(--vault-id), C(--ask-vault-pass) or C(ANSIBLE_VAULT_PASSWORD_FILE)).
   - Every option is checked before anything is read or written; a bad value fails the task, naming it.
   - Key material never appears in the result, the diff or the log.
 author:
   - smtp-submission developers
 attributes:
+  action:
+    support: full
+    description: The action plugin keeps O(store) on the controller; without O(store) it runs the module.
   check_mode:
     support: full
-    description: Plans every change (DNS is asked), generates and writes nothing.
+    description: Plans every change (DNS is asked), generates and writes nothing, neither on the host nor in O(store).
   diff_mode:
     support: full
     description: One line a key (domain, selector, algorithm, creation date, state), before and after; never a key.
@@ -89,6 +96,18 @@ options:
   today:
     description: The date the rules count from (YYYY-MM-DD), for tests; default today.
     type: str
+  store:
+    description:
+      - A directory on the controller that keeps the keys for every host (its own manifest C(keys.json) and one
+        vault-encrypted file a private key, C(DOMAIN/SELECTOR.FINGERPRINT.pem.vault)); made mode 0700 when missing.
+        Hosts that run the task at the same time share it (a lock), so the first makes a key and the others get it.
+      - Keep it with the inventory, under version control if you like: nothing in it is in clear but public keys.
+      - Unset, each host keeps keys of its own.
+    type: path
+  install:
+    description: Set by the action plugin when O(store) is given (the store's manifest and private keys); not for
+      direct use.
+    type: dict
 extends_documentation_fragment:
   - mailops.submission.dns
 """
@@ -110,6 +129,14 @@ EXAMPLES = r"""
     domains: [hosted.example]
     emergency_rotation: "2026-12-07 key leak"
     activate: force
+
+- name: Keep one set of keys for every MTA of a fleet, made on the controller (run with a vault secret)
+  mailops.submission.dkim_keys:
+    directory: /etc/dkim
+    group: from-check
+    provider_domain: runbox.com
+    domains: [hosted.example]
+    store: "{{ inventory_dir }}/files/dkim"
 """
 
 RETURN = r"""
@@ -141,6 +168,20 @@ retiring:
   returned: always
   type: list
   elements: str
+installed:
+  description: With O(store), the keys (domain/selector) this host got from the store.
+  returned: with O(store)
+  type: list
+  elements: str
+uninstalled:
+  description: With O(store), the key files (domain/selector) this host held and the store no longer names.
+  returned: with O(store)
+  type: list
+  elements: str
+store_changed:
+  description: With O(store), whether the store changed (a key made, activated, retired or removed).
+  returned: with O(store)
+  type: bool
 removed:
   description: The keys removed (their records may go).
   returned: always
@@ -158,135 +199,21 @@ waiting:
   elements: str
 """
 
-import base64
-import datetime
-import hashlib
-import json
+import grp
 import os
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.mailops.submission.plugins.module_utils.dkim_rules import (
-    MIN_RETIRE_DAYS,
-    MIN_RSA_BITS,
-    DkimRuleError,
-    KeyEntry,
-    KeyPolicy,
-    key_name,
-    key_record,
-    plan_keys,
-    record_name,
+from ansible_collections.mailops.submission.plugins.module_utils.dkim_keys import (
+    MANIFEST,
+    OPTIONS,
+    KeyRun,
+    Manifest,
+    ManifestError,
+    generate_all,
+    key_view,
+    problems,
 )
-from ansible_collections.mailops.submission.plugins.module_utils.dns_lookup import LookupFailed, Resolver
-from ansible_collections.mailops.submission.plugins.module_utils.dns_name import DnsNameError, dns_name
-
-MANIFEST = "keys.json"
-
-
-def problems(params):
-    """What is wrong with the options, each naming the value; [] when nothing is."""
-    found = []
-    names = []
-    for value in [params["provider_domain"], *params["domains"]]:
-        try:
-            names.append(dns_name(value))
-        except DnsNameError as exc:
-            found.append(str(exc))
-    if len(set(names)) != len(names):
-        found.append(f"a domain is listed twice (or is the provider's): {sorted(params['domains'])}")
-    for name in names[1:]:
-        try:
-            key_name(name, "rsa2", names[0])
-        except DkimRuleError as exc:
-            found.append(str(exc))
-    if params["rsa_bits"] < MIN_RSA_BITS:
-        found.append(f"rsa_bits {params['rsa_bits']}: RSA keys have {MIN_RSA_BITS} bits at least")
-    if params["retire_days"] < MIN_RETIRE_DAYS:
-        found.append(f"retire_days {params['retire_days']}: a replaced key stays published {MIN_RETIRE_DAYS} days")
-    if params["rotation_days"] <= params["retire_days"]:
-        found.append(f"rotation_days {params['rotation_days']} must be more than retire_days {params['retire_days']}")
-    if not params["algorithms"]:
-        found.append("algorithms: at least one")
-    if params["today"]:
-        try:
-            datetime.date.fromisoformat(params["today"])
-        except ValueError:
-            found.append(f"today {params['today']!r} is not a date (YYYY-MM-DD)")
-    return found, names
-
-
-def read_manifest(path):
-    """(provider domain, emergency token, [KeyEntry]) as the manifest holds them; nothing yet: (None, '', [])."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            manifest = json.load(handle)
-    except FileNotFoundError:
-        return None, "", []
-    fields = set(KeyEntry.__dataclass_fields__)
-    entries = [
-        KeyEntry(**{name: value for name, value in entry.items() if name in fields}) for entry in manifest["keys"]
-    ]
-    return manifest.get("provider_domain"), manifest.get("emergency_rotation", ""), entries
-
-
-def public_key(private):
-    """The p= value: DER SubjectPublicKeyInfo for RSA, the 32 raw octets for Ed25519 (RFC 8463)."""
-    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
-    from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: PLC0415
-
-    if isinstance(private, rsa.RSAPrivateKey):
-        data = private.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    else:
-        data = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return base64.b64encode(data).decode()
-
-
-def generate(entry, rsa_bits):
-    """A new private key (PEM, PKCS#8) for entry; fills in its public key and file name."""
-    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
-    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa  # noqa: PLC0415
-
-    if entry.algorithm == "rsa-sha256":
-        private = rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
-    else:
-        private = ed25519.Ed25519PrivateKey.generate()
-    entry.public = public_key(private)
-    # The public key's fingerprint in the name: a slot used again never overwrites a key still in use.
-    fingerprint = hashlib.sha256(entry.public.encode()).hexdigest()[:12]
-    entry.file = f"{entry.domain}/{entry.selector}.{fingerprint}.pem"
-    return private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-class Published:
-    """Whether a pending key's record is seen: its name's TXT holds p= with the key."""
-
-    def __init__(self, timeout, nameservers=None, port=53):
-        self.timeout = timeout
-        self.nameservers, self.port = nameservers, port
-        self.resolver = None
-        self.why = []
-
-    def __call__(self, entry):
-        if not entry.public:
-            return False
-        name = record_name(entry.domain, entry.selector)
-        try:
-            if self.resolver is None:
-                self.resolver = Resolver(self.timeout, self.nameservers, self.port)
-            texts = self.resolver.values(name, "TXT")
-        except LookupFailed as exc:
-            self.why.append(f"{entry.label()}: no answer for {name} ({exc})")
-            return False
-        for text in texts:
-            tags = dict(part.strip().partition("=")[::2] for part in text.split(";") if "=" in part)
-            if "".join(tags.get("p", "").split()) == entry.public:
-                return True
-        self.why.append(f"{entry.label()}: {name} has no TXT record with its key" + (f" ({texts})" if texts else ""))
-        return False
 
 
 def write_file(directory, name, data, gid, mode=0o640):
@@ -315,59 +242,102 @@ def sync_directory(path):
         os.close(handle)
 
 
-def key_view(entry, provider_domain):
-    """A key's public data and what to publish for it."""
-    view = {
-        "domain": entry.domain,
-        "selector": entry.selector,
-        "algorithm": entry.algorithm,
-        "state": entry.state,
-        "created": entry.created,
-        "record": {
-            "name": key_name(entry.domain, entry.selector, provider_domain),
-            "type": "TXT",
-            "value": key_record(entry.algorithm, entry.public) if entry.public else "(made when the task runs)",
-        },
-    }
-    if entry.activated:
-        view["activated"] = entry.activated
-    if entry.retire_on:
-        view["retire_on"] = entry.retire_on
-    if entry.domain != provider_domain:
-        view["cname"] = {"name": record_name(entry.domain, entry.selector), "target": view["record"]["name"]}
-    return view
-
-
-def apply(module, params, names, plan, token):
-    """Writes the new keys, then the manifest, then removes the files of removed keys."""
-    import grp  # noqa: PLC0415
-
-    directory = params["directory"]
-    gid = grp.getgrnam(params["group"]).gr_gid
+def prepare_directory(directory, gid):
     os.umask(0o027)
     os.makedirs(directory, exist_ok=True)
     os.chown(directory, 0 if os.geteuid() == 0 else -1, gid)
     os.chmod(directory, 0o2750)  # noqa: S103 - setgid, so that new files get the group; no one else reads
-    for entry in plan.created:
-        pem = generate(entry, params["rsa_bits"])
-        subdirectory = os.path.join(directory, entry.domain)
+
+
+def write_keys(directory, gid, files):
+    """files: {relative name: PEM}; each written by a rename, then their directories synced, so that the
+    names are on disk before the manifest names them."""
+    subdirectories = set()
+    for name, pem in files.items():
+        subdirectory = os.path.join(directory, os.path.dirname(name))
         os.makedirs(subdirectory, mode=0o2750, exist_ok=True)
         os.chown(subdirectory, 0 if os.geteuid() == 0 else -1, gid)
-        write_file(directory, entry.file, pem, gid)
-    # The new files' names are on disk before the manifest names them.
-    for subdirectory in {os.path.join(directory, entry.domain) for entry in plan.created}:
+        write_file(directory, name, pem, gid)
+        subdirectories.add(subdirectory)
+    for subdirectory in subdirectories:
         sync_directory(subdirectory)
-    manifest = {
-        "provider_domain": names[0],
-        "emergency_rotation": token,
-        "keys": [vars(entry) for entry in plan.entries],
-    }
-    write_file(directory, MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode(), gid)
-    for entry in plan.removed:
+
+
+def generate_here(module, params, key_run):
+    """Keys made on the host: the new keys, then the manifest, then the removed keys' files go."""
+    directory = params["directory"]
+    gid = grp.getgrnam(params["group"]).gr_gid
+    prepare_directory(directory, gid)
+    write_keys(directory, gid, generate_all(key_run.plan.created, params["rsa_bits"]))
+    write_file(directory, MANIFEST, key_run.after.text().encode(), gid)
+    for entry in key_run.plan.removed:
         if entry.file:
             path = os.path.join(directory, entry.file)
             if os.path.exists(path):
                 os.unlink(path)
+
+
+def key_files(directory):
+    """The private key files under directory (DOMAIN/NAME.pem), by relative name."""
+    found = set()
+    for domain in os.listdir(directory) if os.path.isdir(directory) else []:
+        path = os.path.join(directory, domain)
+        if os.path.isdir(path) and not os.path.islink(path):
+            found.update(f"{domain}/{name}" for name in os.listdir(path) if name.endswith(".pem"))
+    return found
+
+
+def install(module, params):
+    """The store's keys, as the action plugin hands them over: this host gets exactly them."""
+    directory = params["directory"]
+    text = params["install"].get("manifest", "")
+    pems = {name: pem.encode() for name, pem in (params["install"].get("private_keys") or {}).items()}
+    try:
+        manifest = Manifest.parse(text)
+    except ManifestError as exc:
+        return {"changed": False, "failed": True, "msg": f"the key store's manifest cannot be read: {exc}"}
+    named = {entry.file for entry in manifest.entries if entry.file}
+    if named != set(pems):
+        return {
+            "changed": False,
+            "failed": True,
+            "msg": f"the key store lacks keys its manifest names: {sorted(named - set(pems))}",
+        }
+    current = Manifest.read(os.path.join(directory, MANIFEST))
+    stale = key_files(directory) - named
+    differ = {}
+    for name, pem in pems.items():
+        try:
+            with open(os.path.join(directory, name), "rb") as handle:
+                same = handle.read() == pem
+        except FileNotFoundError:
+            same = False
+        if not same:
+            differ[name] = pem
+    try:
+        with open(os.path.join(directory, MANIFEST), encoding="utf-8") as handle:
+            manifest_same = handle.read() == text
+    except FileNotFoundError:
+        manifest_same = False
+    changed = bool(differ or stale or not manifest_same)
+    if changed and not module.check_mode:
+        gid = grp.getgrnam(params["group"]).gr_gid
+        prepare_directory(directory, gid)
+        write_keys(directory, gid, differ)
+        write_file(directory, MANIFEST, text.encode(), gid)
+        for name in stale:
+            os.unlink(os.path.join(directory, name))
+    result = {
+        "changed": changed,
+        "keys": [key_view(entry, manifest.provider) for entry in manifest.entries],
+        "installed": sorted(name.rsplit(".", 2)[0] for name in differ),
+        "removed": sorted(name.rsplit(".", 2)[0] for name in stale),
+    }
+    if module._diff:
+        before = "".join(entry.line() for entry in current.entries)
+        after = "".join(entry.line() for entry in manifest.entries)
+        result["diff"] = {"before": before, "after": after, "before_header": MANIFEST, "after_header": MANIFEST}
+    return result
 
 
 def run(module):
@@ -375,42 +345,23 @@ def run(module):
     found, names = problems(params)
     if found:
         return {"changed": False, "failed": True, "msg": "; ".join(found)}
+    if params["install"] is not None:
+        return install(module, params)
+    if params["store"]:
+        return {
+            "changed": False,
+            "failed": True,
+            "msg": "store is kept by the dkim_keys action plugin, which did not run",
+        }
     directory = params["directory"]
     try:
-        provider, token, entries = read_manifest(os.path.join(directory, MANIFEST))
-    except (ValueError, KeyError, TypeError) as exc:
+        manifest = Manifest.read(os.path.join(directory, MANIFEST))
+    except ManifestError as exc:
         return {"changed": False, "failed": True, "msg": f"{directory}/{MANIFEST} cannot be read: {exc}"}
-    # Another provider domain moves every key record: every key is replaced (the old ones are removed).
-    moved = entries if provider not in (None, names[0]) else []
-    if moved:
-        entries = []
-    today = datetime.date.fromisoformat(params["today"]) if params["today"] else datetime.date.today()
-    # A label only replaces keys that exist: on a new host it is recorded, nothing is forced.
-    emergency = bool(entries) and bool(params["emergency_rotation"]) and params["emergency_rotation"] != token
-    policy = KeyPolicy(today, params["rotation_days"], params["retire_days"], params["activate"] == "force", emergency)
-    before = "".join(entry.line() for entry in entries + moved)
-    published = Published(params["dns_timeout"], params["nameservers"], params["port"])
-    wanted = [(domain, algorithm) for domain in names for algorithm in params["algorithms"]]
-    plan = plan_keys(entries, wanted, policy, published)
-    plan.removed += moved
-    new_token = params["emergency_rotation"] or token
-    changed = plan.changed or new_token != token or provider != names[0]
-    if changed and not module.check_mode:
-        apply(module, params, names, plan, new_token)
-    result = {
-        "changed": changed,
-        "keys": [key_view(entry, names[0]) for entry in plan.entries],
-        "created": [entry.label() for entry in plan.created],
-        "activated": [entry.label() for entry in plan.activated],
-        "retiring": [entry.label() for entry in plan.retiring],
-        "removed": [entry.label() for entry in plan.removed],
-        "unpublished": published.why,
-        "waiting": [f"{entry.label()}: its rotation waits for its other slot's key to go" for entry in plan.waiting],
-    }
-    if module._diff:
-        after = "".join(entry.line() for entry in plan.entries)
-        result["diff"] = {"before": before, "after": after, "before_header": MANIFEST, "after_header": MANIFEST}
-    return result
+    key_run = KeyRun(params, names, manifest)
+    if key_run.changed and not module.check_mode:
+        generate_here(module, params, key_run)
+    return key_run.result(module._diff)
 
 
 def main():
@@ -418,23 +369,15 @@ def main():
         argument_spec={
             "directory": {"type": "path", "required": True},
             "group": {"type": "str", "required": True},
-            "provider_domain": {"type": "str", "required": True},
-            "domains": {"type": "list", "elements": "str", "default": []},
-            "algorithms": {
-                "type": "list",
-                "elements": "str",
-                "choices": ["rsa-sha256", "ed25519-sha256"],
-                "default": ["rsa-sha256", "ed25519-sha256"],
+            **OPTIONS,
+            "store": {"type": "path"},
+            "install": {
+                "type": "dict",
+                "options": {
+                    "manifest": {"type": "str", "required": True},
+                    "private_keys": {"type": "dict", "required": True, "no_log": True},
+                },
             },
-            "rsa_bits": {"type": "int", "default": 2048},
-            "rotation_days": {"type": "int", "default": 180},
-            "retire_days": {"type": "int", "default": 7},
-            "activate": {"type": "str", "choices": ["published", "force"], "default": "published"},
-            "emergency_rotation": {"type": "str", "default": "", "no_log": False},
-            "today": {"type": "str"},
-            "dns_timeout": {"type": "float", "default": 5},
-            "nameservers": {"type": "list", "elements": "str"},
-            "port": {"type": "int", "default": 53},
         },
         supports_check_mode=True,
     )
