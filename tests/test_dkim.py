@@ -10,6 +10,7 @@ which serves the zones playbooks/dns-records.yml prints.
 """
 
 import base64
+import datetime
 import json
 import time
 import uuid
@@ -193,3 +194,65 @@ def test_the_published_records_pass_the_check_and_a_missing_one_is_named(host, d
     assert [p.split(" (found")[0] for p in result["problems"]] == [
         f'missing: TXT _dmarc.{hosted} "v=DMARC1; p=none; rua=mailto:postmaster@{deployment.domain}; adkim=r; aspf=r"'
     ]
+
+
+def publish(host, zones):
+    """The zones (dns_records' output) written into the test DNS's zone files, as
+    molecule/default/local_dns.yml writes them, and served."""
+    for zone, lines in zones.items():
+        head = [f"$ORIGIN {zone.rstrip('.')}.", "@\t3600\tIN\tSOA\tns.invalid. hostmaster.invalid. 2 3600 600 86400 60"]
+        text = "\n".join([*head, "@\t3600\tIN\tNS\tns.invalid.", *lines, ""])
+        written = host.run(
+            "printf %%s %s | base64 -d > /etc/unbound/%s.zone", base64.b64encode(text.encode()).decode(), zone
+        )
+        assert written.rc == 0, written.stderr
+    assert host.run("systemctl restart unbound").rc == 0
+
+
+def test_after_a_rotation_the_new_selectors_sign_and_earlier_mail_still_verifies(host, probe, deployment, sink):
+    """Half a year on (the module's today): a new key in each pair's other slot, pending until its
+    record is published, then signing; the key it replaces stays published (retiring), so mail
+    signed before the rotation still verifies. Last of this module: the instance keeps the new keys."""
+    alice = next(a for a in deployment.accounts if a.address.endswith(f"@{deployment.domain}"))
+    endpoint = deployment.endpoints[0]
+
+    def signed_message():
+        token = uuid.uuid4().hex
+        data = message(alice.address, deployment.recipient, token)
+        assert queue_id(probe.one(authenticated(endpoint, alice, deployment.recipient, data=data)))
+        raw = stored(host, sink, token)
+        return raw, signatures(host, raw)
+
+    earlier, found = signed_message()
+    old = {selector for _, selector, ok in found if ok}
+    assert len(old) == 2, found
+    later = (datetime.date.today() + datetime.timedelta(days=181)).isoformat()
+    variables = host.ansible.get_variables()
+    args = {
+        "directory": "/etc/dkim",
+        "group": "from-check",
+        "provider_domain": deployment.domain,
+        "domains": sorted({a.address.split("@")[1] for a in deployment.accounts} - {deployment.domain}),
+        "rotation_days": variables.get("submission_dkim_rotation_days", 180),
+        "today": later,
+        "dns_timeout": 2,
+    }
+    made = host.ansible("mailops.submission.dkim_keys", json.dumps(args), check=False, become=True)
+    assert len(made["created"]) == 2 * (1 + len(args["domains"])) and not made["activated"], made
+    # Not published yet: nothing changes for the milter.
+    assert {s for _, s, ok in signed_message()[1] if ok} == old
+    publish(host, dns_check(host, deployment)["zones"])
+    moved = host.ansible("mailops.submission.dkim_keys", json.dumps(args), check=False, become=True)
+    assert len(moved["activated"]) == len(made["created"]) == len(moved["retiring"]), moved
+    # The milter reads the manifest again when it changes; a message already signing keeps the old keys.
+    deadline = time.monotonic() + 20
+    raw, found = signed_message()
+    while {s for _, s, _ in found} == old and time.monotonic() < deadline:
+        raw, found = signed_message()
+    print(f"after the rotation: dkimpy on the instance: {found}; before it: {signatures(host, earlier)}")
+    assert [ok for *_, ok in found] == [True, True], found
+    assert not {s for _, s, _ in found} & old, f"still the old selectors {old}: {found}"
+    assert [ok for *_, ok in signatures(host, earlier)] == [True, True], "mail signed before no longer verifies"
+    # The control: the new signatures fail for a changed body.
+    changed = raw.replace(b"Token ", b"Token changed ")
+    assert [ok for *_, ok in signatures(host, changed)] == [False, False], "a changed body verified"

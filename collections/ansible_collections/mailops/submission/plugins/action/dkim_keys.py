@@ -49,19 +49,25 @@ class StoreError(Exception):
 class KeyStore:
     """The directory on the controller, through the play's vault."""
 
-    def __init__(self, path, vault):
+    def __init__(self, path, vault, create=True):
         self.path = path
         self.vault = vault
+        # Check mode makes nothing: a store that does not exist yet is read as empty, with no lock.
+        self.create = create
+        self.lock = None
 
     def __enter__(self):
-        os.makedirs(self.path, mode=0o700, exist_ok=True)
-        self.lock = open(os.path.join(self.path, ".lock"), "a")
-        fcntl.flock(self.lock, fcntl.LOCK_EX)
+        if self.create:
+            os.makedirs(self.path, mode=0o700, exist_ok=True)
+        if os.path.isdir(self.path):
+            self.lock = open(os.path.join(self.path, ".lock"), "a")
+            fcntl.flock(self.lock, fcntl.LOCK_EX)
         return self
 
     def __exit__(self, *exc):
-        fcntl.flock(self.lock, fcntl.LOCK_UN)
-        self.lock.close()
+        if self.lock is not None:
+            fcntl.flock(self.lock, fcntl.LOCK_UN)
+            self.lock.close()
 
     def manifest(self):
         try:
@@ -150,7 +156,7 @@ class ActionModule(ActionBase):
             raise StoreError("; ".join(found))
         check_mode = self._task.check_mode
         try:
-            with KeyStore(os.path.expanduser(params["store"]), self._loader._vault) as store:
+            with KeyStore(os.path.expanduser(params["store"]), self._loader._vault, not check_mode) as store:
                 key_run = KeyRun(params, names, store.manifest())
                 private = store.private_keys(key_run.before)
                 if key_run.changed and not check_mode:

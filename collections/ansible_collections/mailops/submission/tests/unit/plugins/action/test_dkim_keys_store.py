@@ -164,7 +164,7 @@ def test_check_mode_writes_nothing_on_the_controller_or_the_hosts(fleet, tmp_pat
     assert rc == 0, out[-3000:]
     assert all(result["changed"] and len(result["created"]) == 4 for result in results.values())
     assert not (tmp_path / "mta1").exists() and not (tmp_path / "mta2").exists()
-    assert not list((tmp_path / "store").rglob("*.pem*")) and not (tmp_path / "store" / "keys.json").exists()
+    assert not (tmp_path / "store").exists()
     # With the store made, check mode reports a host that lacks the keys, and writes nothing there.
     assert fleet("mta1")[0] == 0
     rc, out, results = fleet("mta1", "mta3", check=True)
