@@ -362,7 +362,15 @@ def test_every_mta_signs_with_the_same_keys(fleet, host, probe, deployment, sink
             assert raw.count(b"DKIM-Signature:") == 2 and verdicts == [True, True], address
             # The control: a changed body fails.
             changed = raw.replace(b"Token ", b"Token changed ")
-            assert not dkim.DKIM(changed).verify(idx=0, dnsfunc=lookup), address
+            assert not _verifies(changed, lookup), address
+
+
+def _verifies(raw, dnsfunc):
+    """dkimpy's verdict on the first signature: a body hash mismatch raises rather than answers False."""
+    try:
+        return dkim.DKIM(raw).verify(idx=0, dnsfunc=dnsfunc)
+    except dkim.DKIMException:
+        return False
 
 
 def _main_pids(host):
