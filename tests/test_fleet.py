@@ -295,7 +295,8 @@ def test_a_confirmation_on_one_host_lets_the_sender_through_on_the_others(fleet,
     other_probes = fleet.other_probes()
     assert other_probes, "a fleet has more than one MTA"
     for other in other_probes:
-        assert rcpt_code(other, deployment, account, sender)[0] == 553, "an unvalidated address must be refused first"
+        code = rcpt_code(other, deployment, account, sender)
+        assert code[0] == 553, f"an unvalidated address must be refused first: {code}"
     browser = web.session()
     browser.log_in(account)
     added = browser.post_form("/", "/senders/add", address=sender)
@@ -311,7 +312,8 @@ def test_a_confirmation_on_one_host_lets_the_sender_through_on_the_others(fleet,
     removed = browser.post_form("/", "/senders/remove", address=sender)
     assert removed["status"] == 302, removed
     for other in other_probes:
-        assert rcpt_code(other, deployment, account, sender)[0] == 553, "a removed address must be refused everywhere"
+        code = rcpt_code(other, deployment, account, sender)
+        assert code[0] == 553, f"a removed address must be refused everywhere: {code}"
 
 
 def _published_records(other):
