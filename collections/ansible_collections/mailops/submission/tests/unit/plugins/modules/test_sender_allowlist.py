@@ -5,6 +5,9 @@ import os
 
 import pytest
 from allowlist_harness import MODULE
+from ansible_collections.mailops.submission.plugins.module_utils.bulk_load import parse_pairs
+from ansible_collections.mailops.submission.plugins.module_utils.sender_table import pairs_to_table
+from ansible_collections.mailops.submission.plugins.module_utils.table_source import render_body
 
 BACKENDS_PACKAGE = "ansible_collections.mailops.submission.plugins.module_utils.allowlist_backends"
 
@@ -206,6 +209,19 @@ def test_a_large_bulk_load_builds_the_same_table_as_postfix_reads(table, tmp_pat
     }
     assert table.files() == ["senders", "senders.lmdb"]
     assert table.run(src=str(src), exclusive=True)["changed"] is False
+
+
+def test_a_load_into_an_empty_table_has_the_source_and_diff_of_its_table(table, tmp_path):
+    """Planned from the file's sorted lines, without the table: the same source, counts and diff."""
+    src = bulk_file(tmp_path, extra="Carol@Runbox.com\tcarol@runbox.com\n")
+    expected = pairs_to_table(parse_pairs(src.read_text(), "src"))
+    result = table.run(diff=True, src=str(src), exclusive=True)
+    assert (result["added"], result["pairs"], result["keys"], result["rebuild"]) == (40001, 40001, 40001, "full")
+    assert table.path.read_text().split("\n", 1)[1] == render_body(expected)
+    first = sorted(expected)[:1000]
+    assert result["diff"]["after"] == "".join(f"{k} {expected[k]}\n" for k in first) + "... and 39001 more\n"
+    assert result["diff"]["before"] == ""
+    assert table.query("carol@runbox.com") == {"carol@runbox.com": CAROL}
 
 
 def test_a_large_bulk_load_with_a_repeated_key_merges_its_logins(table, tmp_path):
