@@ -122,8 +122,9 @@ class BulkParse:
         if self._words is None or self.repeats_keys:
             return None
         text, words = self._words
-        # Once checked, every line has a space or tab between its key and its login:
-        # as many as there are lines means that one alone.
+        # As many spaces and tabs as pairs: one a line in a file the check passes.
+        # Before the check, a line may still hold other than one pair: whoever
+        # splits these lines into pairs fails on it (ValueError) rather than trusts them.
         if text.count(" ") + text.count("\t") != len(words) // 2:
             return None
         return sort_pair_lines(text)
@@ -205,6 +206,7 @@ class EarlyBuild:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        for leftover in (self.source, self.map):
+        # A cdb map is written to MAP.tmp and renamed once complete.
+        for leftover in (self.source, self.map, self.map + ".tmp"):
             if os.path.exists(leftover):
                 os.unlink(leftover)

@@ -289,11 +289,16 @@ def plan_table(module, files, entries, current, cleanup):
     # While the bulk file's check runs, plan with its provisional results (the
     # rendering uses the other core); nothing is written before the check confirms them.
     plan = None
-    if bulk is not None and file_only and not current:
-        plan = plan_load(files, params, bulk.sorted_lines)
+    lines = bulk.sorted_lines if file_only and bulk is not None else None
+    if lines is not None and not current:
+        try:
+            plan = plan_load(files, params, lines)
+        except ValueError:
+            # A line that is not one pair (a file the check will refuse, or lines
+            # split at a vertical tab or form feed): planned from the table instead.
+            lines = None
     if plan is None and (bulk is None or bulk.table is not None):
         desired = apply_changes(current, entries, {} if bulk is None else bulk.table, exclusive)
-        lines = bulk.sorted_lines if file_only and bulk is not None else None
         plan = plan_from(files, params, current, desired, lines)
     if plan is not None:
         plan.early = early  # a full rebuild takes its map

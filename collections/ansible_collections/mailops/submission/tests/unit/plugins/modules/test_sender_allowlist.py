@@ -231,6 +231,46 @@ def test_a_large_bulk_load_with_a_repeated_key_merges_its_logins(table, tmp_path
     assert table.query("user0@dom0.example") == {"user0@dom0.example": "carol@runbox.com,login0@runbox.com"}
 
 
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("a@runbox.com b@runbox.com c@runbox.com\nd@runbox.com\n", "'a@runbox.com b@runbox.com c@runbox.com'"),
+        ("a@runbox.com b@runbox.com #note\nc@runbox.com\n", "line 1"),
+    ],
+)
+def test_a_load_whose_lines_are_not_pairs_is_refused_naming_the_line(table, tmp_path, text, line):
+    """Planned from the sorted lines before the check answers: a line of three words or one
+    is still refused by name, as the line-by-line parser names it, and nothing is written."""
+    src = tmp_path / "bulk.txt"
+    src.write_text(text)
+    result = table.run(src=str(src), exclusive=True)
+    assert result.get("failed") is True and line in result["msg"], result
+    assert table.files() == []
+
+
+@pytest.mark.parametrize("extra", ["\x0b\n", "\x0c\n", "\x1c\n"])
+def test_a_load_with_a_line_break_other_than_newline_is_read_as_python_splits_lines(table, tmp_path, extra):
+    """A vertical tab or form feed alone on a line is a blank line to the line parser (splitlines):
+    the pairs are loaded, the blank line ignored."""
+    src = tmp_path / "bulk.txt"
+    src.write_text("a@runbox.com alice@runbox.com\n" + extra)
+    result = table.run(src=str(src), exclusive=True)
+    assert (result.get("failed"), result["changed"], result["keys"]) == (None, True, 1), result
+    assert table.query("a@runbox.com") == {"a@runbox.com": "alice@runbox.com"}
+
+
+def test_a_large_cdb_load_with_a_repeated_key_leaves_no_file_of_its_cancelled_map(table, tmp_path):
+    """postmap starts on the file before its keys are known to be unique; a repeat cancels it,
+    and cdb's MAP.tmp goes with the rest."""
+    src = bulk_file(tmp_path, extra="user0@dom0.example carol@runbox.com\n")
+    result = table.run(type="cdb", src=str(src), exclusive=True)
+    assert result["pairs"] == 40001, result
+    assert table.files() == ["senders", "senders.cdb"]
+    assert table.query("user0@dom0.example", map_type="cdb") == {
+        "user0@dom0.example": "carol@runbox.com,login0@runbox.com"
+    }
+
+
 def test_a_bad_line_deep_in_a_large_bulk_file_is_named_and_nothing_is_left(table, tmp_path):
     table.run(entries=entries(("a@runbox.com", ALICE)))
     before = table.path.read_bytes()
