@@ -70,6 +70,20 @@ _BULK_LOGIN = (
 )
 BULK_FILE_RE = re.compile(rf"(?>[ \t]*+(?:#[^\n]*+)?\n|[ \t]*+{_BULK_SENDER}[ \t]++{_BULK_LOGIN}[ \t]*+\n)*+")
 
+# BULK_FILE_RE in less than half the time, for a file whose every address is at
+# most 63 characters long: its local part, domain and labels are then within their
+# limits, so that one bounded run over each address replaces the length lookaheads
+# and the labels' bounded repetition. Without '=?' in the file, the two accept the
+# same files of such addresses; this one refuses a longer address. A line matches
+# one branch or none, so the usual one, a pair, is tried first.
+_SHORT_ADDRESS = rf"(?=[!-~]{{1,{MAX_LABEL_OCTETS}}}+[ \t\n])"
+_LABEL_RUN = r"[a-z0-9]++(?:-++[a-z0-9]++)*+"
+# The last label: after its leading digits comes a letter or '-', so that it is not all digits.
+_SHORT_DOMAIN = rf"(?:{_LABEL_RUN}\.)++(?=[0-9]*+[a-z-]){_LABEL_RUN}"
+_SHORT_SENDER = rf"{_SHORT_ADDRESS}(?!#)(?:{_ATEXT_RUN}(?:\.{_ATEXT_RUN})*+)?@{_SHORT_DOMAIN}"
+_SHORT_LOGIN = rf"{_SHORT_ADDRESS}[a-z0-9_+-]++(?:\.[a-z0-9_+-]++)*+@{_SHORT_DOMAIN}"
+SHORT_BULK_FILE_RE = re.compile(rf"(?>[ \t]*+{_SHORT_SENDER}[ \t]++{_SHORT_LOGIN}[ \t]*+\n|[ \t]*+(?:#[^\n]*+)?\n)*+")
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 ENCODED_WORD = "=?"
 
@@ -81,6 +95,18 @@ _WHITESPACE = re.compile(r"\s")
 
 class AddressError(RefusedValue):
     """An address that cannot be a key or a login; the message says why."""
+
+
+def is_canonical_bulk_file(folded):
+    """Whether BULK_FILE_RE accepts a lower-cased bulk file (ending in a newline).
+
+    SHORT_BULK_FILE_RE decides first where it can (no '=?' anywhere, which only a
+    comment could hold); a file it refuses, as for an address over 63 characters,
+    goes to BULK_FILE_RE.
+    """
+    if ENCODED_WORD not in folded and SHORT_BULK_FILE_RE.fullmatch(folded):
+        return True
+    return BULK_FILE_RE.fullmatch(folded) is not None
 
 
 def _domain_to_ascii(value, domain):

@@ -13,6 +13,7 @@ Pure Python, no Ansible import.
 from __future__ import annotations
 
 import heapq
+import itertools
 
 from ansible_collections.mailops.submission.plugins.module_utils.sender_address import (
     AddressError,
@@ -145,6 +146,17 @@ class Summary:
         self.keys_to_write = sorted(sender for sender, _ in differing) if small else None
         self.keys_to_delete = sorted(gone) if small else None
         self._sample = (current, desired, differing, gone, sample)
+
+    @classmethod
+    def of_load(cls, first_pairs, pairs, sample=1000):
+        """The changes that fill an empty table with pairs pairs, in a full rebuild (no keys listed).
+
+        first_pairs: the table's (sender, login) pairs in key order, one a key, of
+        which the first sample are read for the diff; the rest of the table is not needed.
+        """
+        summary = cls({}, dict(itertools.islice(first_pairs, sample)), key_limit=-1, sample=sample)
+        summary.added = pairs
+        return summary
 
     def diff(self):
         """The first pairs removed and added, in key order, as diff text."""

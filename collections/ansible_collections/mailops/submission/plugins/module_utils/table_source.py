@@ -13,6 +13,7 @@ Pure Python, no Ansible import.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 
 from ansible_collections.mailops.submission.plugins.module_utils.sender_address import (
@@ -35,6 +36,25 @@ def render_body(table):
     keys = sorted(table)
     values = map(table.__getitem__, keys)
     return "\n".join(map("\t".join, zip(keys, values, strict=True))) + "\n"
+
+
+def sort_pair_lines(text):
+    """The lines of text sorted as render_body sorts their keys.
+
+    text holds one pair a line, ``key login`` with one space or tab between, no key
+    twice, and ends with a newline. No two lines then begin with the same key, and
+    the separator sorts below every character of a key.
+    """
+    lines = text.split("\n")
+    lines.pop()  # after the last newline
+    lines.sort()
+    return lines
+
+
+def render_pair_lines(lines):
+    """render_body's text for the table of sorted pair lines (sort_pair_lines), without the table."""
+    # The empty string last gives the final newline without copying the text once more.
+    return "\n".join(itertools.chain(lines, [""])).replace(" ", "\t") if lines else ""
 
 
 def header(input_digest, body, keys, pairs, stamp):

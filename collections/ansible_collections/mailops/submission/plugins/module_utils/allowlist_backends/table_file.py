@@ -43,6 +43,7 @@ from ansible_collections.mailops.submission.plugins.module_utils.table_source im
     parse_trusted_table,
     read_header,
     render_body,
+    render_pair_lines,
 )
 
 
@@ -51,7 +52,8 @@ class Plan:
     """What a run does to the table: its counts afterwards and, when it changes, how.
 
     changes is None when nothing is to be written; otherwise body is the new
-    source body (bytes), desired the new table, and rebuild how the map follows.
+    source body (bytes), desired the new table (None when a load was planned
+    without it: a full rebuild), and rebuild how the map follows.
     """
 
     keys: int
@@ -131,17 +133,19 @@ class TableFiles:
         if rc != 0:
             raise OSError(f"{' '.join(cmd)} failed (rc={rc}): {err.strip() or out.strip()}")
 
-    def replace(self, data, plan, stamp):
+    def replace(self, head, plan, stamp):
         """Put a new source and map in place by renaming complete files over the old ones.
 
-        The source gets the mtime stamp, which its header (in data) records.
+        The source is head (its header line, bytes) and plan.body; it gets the mtime
+        stamp, which its header records.
         """
         fd, tmp_source = tempfile.mkstemp(prefix=f".{os.path.basename(self.path)}.", dir=self.directory)
         tmp_map = tmp_source + MAP_SUFFIX[self.type]
         write_keys, delete_keys = plan.changes.keys_to_write, plan.changes.keys_to_delete
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+                handle.write(head)
+                handle.write(plan.body)
             if plan.rebuild == "in-place":
                 # One key: a single postmap update of the live map is one transaction
                 # under Postfix's own exclusive lock, so readers see the old map or the
@@ -265,6 +269,8 @@ def plan_table(module, files, entries, current, cleanup):
     """The whole new table, from the current one, the entries and the bulk file."""
     params = module.params
     exclusive = params["exclusive"]
+    # An exclusive load of a bulk file alone: the new table is the file's.
+    file_only = exclusive and not entries
     bulk = early = None
     if params["src"]:
         try:
@@ -273,25 +279,56 @@ def plan_table(module, files, entries, current, cleanup):
         except UnicodeDecodeError as exc:
             raise TableError(f"src {params['src']} is not UTF-8 text ({exc})") from None
         text = bulk.postmap_text
-        if exclusive and not entries and not module.check_mode and text and len(text) >= PARALLEL_MIN_BYTES:
+        if file_only and not module.check_mode and text and len(text) >= PARALLEL_MIN_BYTES:
             early = files.early_build(text)
             cleanup.callback(early.cancel)
-    # While the bulk file's check runs, plan with its provisional table (the
-    # rendering uses the other core); nothing is written before the check confirms it.
-    provisional = {} if bulk is None else bulk.table
+            # The file is split while postmap compiles it.
+            if bulk.repeats_keys:
+                early.cancel()
+                early = None
+    # While the bulk file's check runs, plan with its provisional results (the
+    # rendering uses the other core); nothing is written before the check confirms them.
     plan = None
-    if provisional is not None:
-        plan = plan_from(files, params, current, apply_changes(current, entries, provisional, exclusive), early)
+    lines = bulk.sorted_lines if file_only and bulk is not None else None
+    if lines is not None and not current:
+        try:
+            plan = plan_load(files, params, lines)
+        except ValueError:
+            # A line that is not one pair (a file the check will refuse, or lines
+            # split at a vertical tab or form feed): planned from the table instead.
+            lines = None
+    if plan is None and (bulk is None or bulk.table is not None):
+        desired = apply_changes(current, entries, {} if bulk is None else bulk.table, exclusive)
+        plan = plan_from(files, params, current, desired, lines)
+    if plan is not None:
+        plan.early = early  # a full rebuild takes its map
     if bulk is not None and not bulk.confirmed():
         if early is not None:
             early.cancel()
         desired = apply_changes(current, entries, bulk.parse_slowly(), exclusive)
-        plan = plan_from(files, params, current, desired, None)
+        plan = plan_from(files, params, current, desired)
     return plan
 
 
-def plan_from(files, params, current, desired, early):
-    """The plan that turns the current table into desired."""
+def plan_load(files, params, lines):
+    """The plan that fills an empty table from a bulk file's sorted lines (BulkParse.sorted_lines),
+    without building the table.
+
+    Only for a load that rebuilds the whole map, as plan_from would (no current map,
+    or more keys than an incremental update takes); otherwise, or without lines, None.
+    """
+    if lines is None or (files.map_is_current() and len(lines) <= max(params["incremental_limit"], 0)):
+        return None
+    changes = Summary.of_load(map(str.split, lines), len(lines))
+    return Plan(len(lines), len(lines), changes, None, render_pair_lines(lines).encode(), "full")
+
+
+def plan_from(files, params, current, desired, lines=None):
+    """The plan that turns the current table into desired.
+
+    lines, when desired is a bulk file's table alone, are its sorted lines
+    (BulkParse.sorted_lines), from which the source is rendered.
+    """
     map_current = files.map_is_current()
     limit = params["incremental_limit"] if map_current else -1
     changes = Summary(current, desired, key_limit=limit)
@@ -300,7 +337,8 @@ def plan_from(files, params, current, desired, early):
     if not changes.added and not changes.removed and map_current:
         return Plan(keys, pairs)
     rebuild = rebuild_mode(changes, map_current, files.type, params["incremental_limit"])
-    return Plan(keys, pairs, changes, desired, render_body(desired).encode(), rebuild, early)
+    body = render_body(desired) if lines is None else render_pair_lines(lines)
+    return Plan(keys, pairs, changes, desired, body.encode(), rebuild)
 
 
 @contextlib.contextmanager
@@ -370,8 +408,8 @@ class TableFileBackend(AllowlistBackend):
         if plan.changes is None:
             return
         stamp = time.time_ns()
-        data = header(self.digest, plan.body, plan.keys, plan.pairs, stamp) + plan.body
+        head = header(self.digest, plan.body, plan.keys, plan.pairs, stamp)
         try:
-            self.files.replace(data, plan, stamp)
+            self.files.replace(head, plan, stamp)
         except OSError as exc:
             raise TableError(f"{self.files.path} left unchanged: {exc}") from None

@@ -1,7 +1,12 @@
 import pytest
 from ansible_collections.mailops.submission.plugins.module_utils.bulk_load import BulkParse, parse_pairs
+from ansible_collections.mailops.submission.plugins.module_utils.sender_address import (
+    BULK_FILE_RE,
+    SHORT_BULK_FILE_RE,
+)
 from ansible_collections.mailops.submission.plugins.module_utils.sender_table import TableError, pairs_to_table
-from hypothesis import Phase, find, given, settings
+from ansible_collections.mailops.submission.plugins.module_utils.table_source import render_body, render_pair_lines
+from hypothesis import Phase, assume, find, given, settings
 from hypothesis import strategies as st
 
 ALICE = "alice@runbox.com"
@@ -115,6 +120,37 @@ def test_the_file_regex_accepts_exactly_what_the_line_parser_accepts(text):
     assert bulk.confirmed() == (expected is not None), text
     if expected is not None:
         assert bulk.table == expected
+
+
+@settings(max_examples=600, deadline=None)
+@given(files)
+def test_the_short_address_regex_decides_as_the_full_one(text):
+    """SHORT_BULK_FILE_RE, which decides first, accepts what BULK_FILE_RE accepts
+    where it applies: no '=?' and no word over 63 characters."""
+    folded = text.lower() if text.endswith("\n") else text.lower() + "\n"
+    assume("=?" not in folded and all(len(word) <= 63 for word in folded.split()))
+    assert (SHORT_BULK_FILE_RE.fullmatch(folded) is not None) == (BULK_FILE_RE.fullmatch(folded) is not None), text
+
+
+@settings(max_examples=300, deadline=None)
+@given(files)
+def test_the_sorted_lines_are_the_source_of_the_table(text):
+    """Where a file's lines are the table's (one pair a line, one space or tab between,
+    no key twice), they render the source the table does."""
+    bulk = BulkParse(text, "f")
+    lines = bulk.sorted_lines
+    if bulk.confirmed() and lines is not None:
+        assert render_pair_lines(lines) == render_body(bulk.table), text
+
+
+def test_lines_that_are_not_one_pair_each_are_not_the_source():
+    assert BulkParse("a@x.example  alice@x.example\n", "f").sorted_lines is None
+    assert BulkParse("a@x.example alice@x.example\t\n", "f").sorted_lines is None
+    assert BulkParse("a@x.example alice@x.example\nA@x.example bob@x.example\n", "f").sorted_lines is None
+    assert BulkParse("# note\n\nb@x.example bob@x.example\na@x.example\talice@x.example", "f").sorted_lines == [
+        "a@x.example\talice@x.example",
+        "b@x.example bob@x.example",
+    ]
 
 
 def test_the_file_strategy_reaches_both_outcomes():

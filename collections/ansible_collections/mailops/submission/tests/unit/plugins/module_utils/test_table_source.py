@@ -7,6 +7,8 @@ from ansible_collections.mailops.submission.plugins.module_utils.table_source im
     parse_table,
     read_header,
     render_body,
+    render_pair_lines,
+    sort_pair_lines,
 )
 
 ALICE = "alice@runbox.com"
@@ -46,3 +48,19 @@ def test_find_line_agrees_with_a_sorted_list(key):
     if exists:
         assert body[start:end] == f"{key}\tl@x.example\n".encode()
     assert find_line(b"", key.encode()) == (0, 0, False)
+
+
+def test_pair_lines_render_as_their_table_does():
+    """Sorted lines give render_body's text, whatever the separator; a key that starts
+    another (the separator sorts below every character of a key) comes first."""
+    text = (
+        "b@x.example\tbob@x.example\n"
+        "a@x.example.org alice@x.example\n"
+        "a@x.example bob@x.example\n"
+        "a#b@x.example\talice@x.example\n"
+        "@x.example alice@x.example\n"
+        "a.b@x.example alice@x.example\n"
+    )
+    table = dict(line.split() for line in text.splitlines())
+    assert render_pair_lines(sort_pair_lines(text)) == render_body(table)
+    assert render_pair_lines(sort_pair_lines("")) == render_body({}) == ""

@@ -5,6 +5,9 @@ import os
 
 import pytest
 from allowlist_harness import MODULE
+from ansible_collections.mailops.submission.plugins.module_utils.bulk_load import parse_pairs
+from ansible_collections.mailops.submission.plugins.module_utils.sender_table import pairs_to_table
+from ansible_collections.mailops.submission.plugins.module_utils.table_source import render_body
 
 BACKENDS_PACKAGE = "ansible_collections.mailops.submission.plugins.module_utils.allowlist_backends"
 
@@ -208,11 +211,64 @@ def test_a_large_bulk_load_builds_the_same_table_as_postfix_reads(table, tmp_pat
     assert table.run(src=str(src), exclusive=True)["changed"] is False
 
 
+def test_a_load_into_an_empty_table_has_the_source_and_diff_of_its_table(table, tmp_path):
+    """Planned from the file's sorted lines, without the table: the same source, counts and diff."""
+    src = bulk_file(tmp_path, extra="Carol@Runbox.com\tcarol@runbox.com\n")
+    expected = pairs_to_table(parse_pairs(src.read_text(), "src"))
+    result = table.run(diff=True, src=str(src), exclusive=True)
+    assert (result["added"], result["pairs"], result["keys"], result["rebuild"]) == (40001, 40001, 40001, "full")
+    assert table.path.read_text().split("\n", 1)[1] == render_body(expected)
+    first = sorted(expected)[:1000]
+    assert result["diff"]["after"] == "".join(f"{k} {expected[k]}\n" for k in first) + "... and 39001 more\n"
+    assert result["diff"]["before"] == ""
+    assert table.query("carol@runbox.com") == {"carol@runbox.com": CAROL}
+
+
 def test_a_large_bulk_load_with_a_repeated_key_merges_its_logins(table, tmp_path):
     src = bulk_file(tmp_path, extra="user0@dom0.example carol@runbox.com\n")
     result = table.run(src=str(src), exclusive=True)
     assert result["pairs"] == 40001, result
     assert table.query("user0@dom0.example") == {"user0@dom0.example": "carol@runbox.com,login0@runbox.com"}
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("a@runbox.com b@runbox.com c@runbox.com\nd@runbox.com\n", "'a@runbox.com b@runbox.com c@runbox.com'"),
+        ("a@runbox.com b@runbox.com #note\nc@runbox.com\n", "line 1"),
+    ],
+)
+def test_a_load_whose_lines_are_not_pairs_is_refused_naming_the_line(table, tmp_path, text, line):
+    """Planned from the sorted lines before the check answers: a line of three words or one
+    is still refused by name, as the line-by-line parser names it, and nothing is written."""
+    src = tmp_path / "bulk.txt"
+    src.write_text(text)
+    result = table.run(src=str(src), exclusive=True)
+    assert result.get("failed") is True and line in result["msg"], result
+    assert table.files() == []
+
+
+@pytest.mark.parametrize("extra", ["\x0b\n", "\x0c\n", "\x1c\n"])
+def test_a_load_with_a_line_break_other_than_newline_is_read_as_python_splits_lines(table, tmp_path, extra):
+    """A vertical tab or form feed alone on a line is a blank line to the line parser (splitlines):
+    the pairs are loaded, the blank line ignored."""
+    src = tmp_path / "bulk.txt"
+    src.write_text("a@runbox.com alice@runbox.com\n" + extra)
+    result = table.run(src=str(src), exclusive=True)
+    assert (result.get("failed"), result["changed"], result["keys"]) == (None, True, 1), result
+    assert table.query("a@runbox.com") == {"a@runbox.com": "alice@runbox.com"}
+
+
+def test_a_large_cdb_load_with_a_repeated_key_leaves_no_file_of_its_cancelled_map(table, tmp_path):
+    """postmap starts on the file before its keys are known to be unique; a repeat cancels it,
+    and cdb's MAP.tmp goes with the rest."""
+    src = bulk_file(tmp_path, extra="user0@dom0.example carol@runbox.com\n")
+    result = table.run(type="cdb", src=str(src), exclusive=True)
+    assert result["pairs"] == 40001, result
+    assert table.files() == ["senders", "senders.cdb"]
+    assert table.query("user0@dom0.example", map_type="cdb") == {
+        "user0@dom0.example": "carol@runbox.com,login0@runbox.com"
+    }
 
 
 def test_a_bad_line_deep_in_a_large_bulk_file_is_named_and_nothing_is_left(table, tmp_path):
