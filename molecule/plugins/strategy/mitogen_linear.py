@@ -3,7 +3,7 @@
 The default, fleet and acme scenarios converge with it (their molecule.yml
 sets ANSIBLE_STRATEGY=mitogen_linear): Mitogen keeps one Python interpreter per
 container and sends it each module, where Ansible starts ``docker exec`` and a
-new interpreter for every task.  Measured on the CI machine, 100 module runs
+new interpreter for every task.  Measured on the 2-core test machine, 100 module runs
 on two containers: 50 s with Ansible's docker connection, 7.5 s through Mitogen
 (docs/testing.md).  The benchmark scenario keeps Ansible's own strategy, so
 every CI run still converges the roles the way a production run without
