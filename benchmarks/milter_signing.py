@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import pathlib
+import signal
 import statistics
 import subprocess
 import sys
@@ -35,8 +36,13 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 SERVICE = REPO / "services" / "from_check"
 PATHS = [SERVICE, SERVICE / "tests", REPO / "collections", REPO / "services" / "sender_validation"]
 sys.path[:0] = [str(path) for path in PATHS]
+from ansible_collections.mailops.submission.plugins.module_utils.dkim_rules import (  # noqa: E402
+    OVERSIGNED,
+    SIGNED_HEADERS,
+)
 from conftest import ACCOUNTS, build  # noqa: E402
-from from_check.dkim_sign import BodyHasher, HeaderChoice, Key, sign  # noqa: E402
+from from_check.dkim_sign import BodyHasher, HeaderChoice, sign  # noqa: E402
+from from_check.keyring import Keyring  # noqa: E402
 from milter_client import Postfix  # noqa: E402
 from test_milter_signing import Keys  # noqa: E402
 
@@ -100,14 +106,11 @@ def run(path, pid, messages, per_connection, signing):
 
 
 def signatures_alone(keys_manifest, messages):
-    """CPU seconds of the two signatures and the body hash, in this process."""
-    manifest = json.loads(keys_manifest.read_text())
-    keys = []
-    for entry in manifest["keys"]:
-        pem = (keys_manifest.parent / entry["file"]).read_bytes()
-        keys.append(Key.load(entry["domain"], entry["selector"], entry["algorithm"], pem))
+    """CPU seconds of the two signatures and the body hash, in this process,
+    with the milter's keys and header choice."""
+    keys = Keyring(str(keys_manifest)).signing_keys("runbox.com")
     headers = [(name.encode(), value.encode()) for name, value in HEADERS]
-    choice = HeaderChoice(("from", "to", "subject", "date", "message-id", "mime-version", "content-type"), ("from",))
+    choice = HeaderChoice(SIGNED_HEADERS, OVERSIGNED)
     start = time.process_time()
     for _ in range(messages):
         hasher = BodyHasher()
@@ -124,8 +127,8 @@ def main():
     args = parser.parse_args()
     if args.messages < 10 or args.rounds < 1:
         parser.error(f"--messages {args.messages} and --rounds {args.rounds}: at least 10 and 1")
-    with tempfile.TemporaryDirectory() as name:
-        directory = pathlib.Path(name)
+    with tempfile.TemporaryDirectory() as temporary:
+        directory = pathlib.Path(temporary)
         (directory / "dkim").mkdir()
         keys = Keys(directory / "dkim")
         keys.add("runbox.com")
@@ -155,7 +158,8 @@ def main():
                         figures.setdefault((per_connection, signing), []).append(figure)
             alone = statistics.median(signatures_alone(keys.manifest, 300) for _ in range(args.rounds))
         finally:
-            milter.send_signal(2) if args.profile else milter.terminate()
+            # cProfile writes its statistics when the milter is interrupted.
+            milter.send_signal(signal.SIGINT if args.profile else signal.SIGTERM)
             milter.wait(30)
     print(f"\nThe milter's CPU a message (median of {args.rounds} rounds of {args.messages} messages, 2 kB body)\n")
     print("| messages a connection | check alone (baseline) ms | with signing ms | ratio | signing adds ms |")
