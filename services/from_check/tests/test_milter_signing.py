@@ -251,12 +251,18 @@ def test_an_end_of_message_without_its_headers_is_deferred_on_a_signing_socket(s
 
 
 def test_headers_past_the_limit_defer_and_many_copies_still_verify(signing_milter, keys):
+    """Many copies of a header, and headers past the size the loop signs at once, verify;
+    headers past MAX_SIGNED_BYTES are deferred."""
     postfix = Postfix(signing_milter["sign_socket"])
     postfix.negotiate()
     # 60 To headers: more copies than the milter keeps; the last 50 are signed.
     headers = [("From", ALICE)] + [("To", f"r{index}@example.org") for index in range(60)]
     _, replies = send(postfix, None, headers)
     assert [ok for *_, ok in verified(leaving(headers, replies), keys)] == [True, True]
+    # Past INLINE_SIGNED_BYTES (40 kB of References): signed in the signing thread, not on the loop.
+    big = [("From", ALICE)] + [("References", "<" + "x" * 4000 + ">") for _ in range(10)]
+    _, replies = send(postfix, None, big)
+    assert [ok for *_, ok in verified(leaving(big, replies), keys)] == [True, True]
     huge = [("From", ALICE)] + [("References", "<" + "x" * 60000 + ">") for _ in range(20)]
     _, replies = send(postfix, None, huge)
     assert replies[-1][0] == b"y" and replies[-1][1].startswith(b"451 ")
