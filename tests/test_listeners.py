@@ -50,6 +50,7 @@ def test_greeting_names_the_service(probe, deployment):
 
 
 @pytest.mark.live
+@pytest.mark.acme
 def test_protocols_older_than_tls_1_2_are_refused(probe, deployment):
     results = probe.run([session(e, tls_max="TLSv1_1") for e in deployment.endpoints])
     for endpoint, result in zip(deployment.endpoints, results, strict=True):
@@ -79,6 +80,7 @@ def test_tls_only_service_refuses_mail_before_starttls(probe, deployment):
 
 
 @pytest.mark.live
+@pytest.mark.acme
 def test_tls_1_2_offers_only_forward_secret_aead_suites(probe, deployment):
     weak = "AES128-SHA:AES256-GCM-SHA384:ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:DHE-RSA-AES128-SHA"
     strong = "ECDHE+AESGCM:ECDHE+CHACHA20"
