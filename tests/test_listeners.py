@@ -49,11 +49,19 @@ def test_greeting_names_the_service(probe, deployment):
         assert result["banner"][1].startswith(endpoint.hostname + " "), f"{endpoint.label}: {result['banner']}"
 
 
+def handshake(endpoint, **fields):
+    """A probe case that makes the endpoint's TLS handshake: STARTTLS, or TLS from the first byte."""
+    if endpoint.tls == "implicit":
+        return session(endpoint, starttls=False, implicit_tls=True, **fields)
+    return session(endpoint, **fields)
+
+
 @pytest.mark.live
 @pytest.mark.acme
 def test_protocols_older_than_tls_1_2_are_refused(probe, deployment):
-    results = probe.run([session(e, tls_max="TLSv1_1") for e in deployment.endpoints])
-    for endpoint, result in zip(deployment.endpoints, results, strict=True):
+    endpoints = deployment.endpoints + deployment.implicit_endpoints
+    results = probe.run([handshake(e, tls_max="TLSv1_1") for e in endpoints])
+    for endpoint, result in zip(endpoints, results, strict=True):
         assert "tls_error" in result, f"{endpoint.label} accepted TLS <= 1.1: {result.get('tls')}"
 
 
@@ -84,15 +92,16 @@ def test_tls_only_service_refuses_mail_before_starttls(probe, deployment):
 def test_tls_1_2_offers_only_forward_secret_aead_suites(probe, deployment):
     weak = "AES128-SHA:AES256-GCM-SHA384:ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:DHE-RSA-AES128-SHA"
     strong = "ECDHE+AESGCM:ECDHE+CHACHA20"
-    cases = [session(e, tls_max="TLSv1_2", ciphers=weak) for e in deployment.endpoints]
-    cases += [session(e, tls_max="TLSv1_2", ciphers=strong) for e in deployment.endpoints]
+    endpoints = deployment.endpoints + deployment.implicit_endpoints
+    cases = [handshake(e, tls_max="TLSv1_2", ciphers=weak) for e in endpoints]
+    cases += [handshake(e, tls_max="TLSv1_2", ciphers=strong) for e in endpoints]
     results = probe.run(cases)
-    count = len(deployment.endpoints)
-    for endpoint, result in zip(deployment.endpoints, results[:count], strict=True):
+    count = len(endpoints)
+    for endpoint, result in zip(endpoints, results[:count], strict=True):
         assert "tls_error" in result, (
             f"{endpoint.label} accepted a suite without forward secrecy or AEAD: {result.get('tls')}"
         )
-    for endpoint, result in zip(deployment.endpoints, results[count:], strict=True):
+    for endpoint, result in zip(endpoints, results[count:], strict=True):
         assert "tls_error" not in result, f"{endpoint.label}: {result.get('tls_error')}"
         assert result["tls"]["version"] == "TLSv1.2", f"{endpoint.label}: {result['tls']}"
         assert "GCM" in result["tls"]["cipher"] or "CHACHA20" in result["tls"]["cipher"], result["tls"]

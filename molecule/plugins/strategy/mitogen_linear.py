@@ -5,9 +5,9 @@ sets ANSIBLE_STRATEGY=mitogen_linear): Mitogen keeps one Python interpreter per
 container and sends it each module, where Ansible starts ``docker exec`` and a
 new interpreter for every task.  Measured on the 2-core test machine, 100 module runs
 on two containers: 50 s with Ansible's docker connection, 7.5 s through Mitogen
-(docs/testing.md).  The benchmark scenario keeps Ansible's own strategy, so
-every CI run still converges the roles the way a production run without
-Mitogen does.
+(docs/testing.md).  The benchmark scenario converges under Ansible's own
+strategy, so every CI run still deploys the roles the way a production run
+without Mitogen does; scripts/test runs only its idempotence step through this.
 
 Mitogen looks for its strategy in its package's directory; this file names it
 on a path that does not depend on where the venv is.

@@ -54,6 +54,18 @@ class Keyring:
     # so that mail flows again once the operator fixes it, manifest unchanged.
     RETRY = 1.0
 
+    def fresh(self):
+        """True when the keys read last are the ones to sign with: the manifest
+        unchanged and nothing to retry, so current() will not read key files.
+        A stat, no read: the milter signs on its loop only then."""
+        try:
+            seen = file_identity(self.manifest)
+        except OSError:
+            return False
+        with self.lock:
+            retry = (self.broken or self.error) and time.monotonic() - self.loaded_at >= self.RETRY
+            return seen == self.seen and not retry and not self.loading
+
     def current(self):
         """Read the manifest again if it changed; SigningError if it cannot be read."""
         try:

@@ -4,16 +4,22 @@ inserts must pass dkimpy's verifier (Debian's python3-dkim) on the message
 as it leaves, with d= the domain the rules choose. A message that cannot be
 signed gets 451, never an accept."""
 
+import asyncio
 import base64
 import json
 import os
 import struct
+import threading
 import time
 
 import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from from_check.check import Verdict
+from from_check.dkim_sign import BodyHasher
+from from_check.keyring import Keyring
+from from_check.milter import Judge, Signing
 from milter_client import Postfix, serving
 
 ALICE = "alice@runbox.com"
@@ -266,6 +272,35 @@ def test_headers_past_the_limit_defer_and_many_copies_still_verify(signing_milte
     huge = [("From", ALICE)] + [("References", "<" + "x" * 60000 + ">") for _ in range(20)]
     _, replies = send(postfix, None, huge)
     assert replies[-1][0] == b"y" and replies[-1][1].startswith(b"451 ")
+
+
+def test_small_headers_sign_on_the_loop_once_the_keys_are_read_and_the_rest_in_the_thread(keys):
+    """Which thread signs: a manifest to read (first, or changed) and big headers go to
+    the signing thread; small headers with the keys already read sign on the loop."""
+    judge = Judge(check=None, deadline=2, keyring=Keyring(str(keys.manifest)))
+    threads = []
+    sign = judge.sign
+
+    def spy(signing):
+        threads.append("loop" if threading.current_thread() is threading.main_thread() else "thread")
+        return sign(signing)
+
+    judge.sign = spy
+
+    def signing(inline):
+        return Signing([(b"From", ALICE.encode())], frozenset(), "Q1", "alice", BodyHasher(), inline=inline)
+
+    async def run(inlines):
+        return [await judge.signatures(signing(inline)) for inline in inlines]
+
+    try:
+        first = asyncio.run(run([True, True, False]))
+        keys.add("hosted.example")  # a new manifest: read again, off the loop
+        second = asyncio.run(run([True, True]))
+    finally:
+        judge.close()
+    assert not [result for result in first + second if isinstance(result, Verdict)], first + second
+    assert threads == ["thread", "loop", "thread", "thread", "loop"]
 
 
 def test_the_provider_signs_with_what_it_has_while_an_added_algorithm_waits(signing_milter, keys):
