@@ -47,12 +47,19 @@ class Keyring:
         self.loaded_at = 0.0
         # One thread reads a changed manifest and its keys (loading an RSA key
         # checks it: milliseconds, more on a busy host) while the others go on
-        # signing with the keys read before.
+        # signing with the keys read before; a message those keys cannot sign
+        # (none read yet, or none active for its domain, as on a first install
+        # whose keys have just been activated) waits for the read instead of
+        # being deferred.
         self.loading = False
+        self.loaded = threading.Condition(self.lock)
 
     # A key file that could not be read is tried again this often (seconds),
     # so that mail flows again once the operator fixes it, manifest unchanged.
     RETRY = 1.0
+    # How long a message the keys read before cannot sign waits for the read
+    # under way (seconds): below the milter's deadline.
+    LOAD_WAIT = 3.0
 
     def fresh(self):
         """True when the keys read last are the ones to sign with: the manifest
@@ -87,8 +94,11 @@ class Keyring:
                 with self.lock:
                     self.keys, self.broken, self.complete, self.provider_domain = loaded
                     self.seen, self.loaded_at, self.error, self.loading = seen, time.monotonic(), error, False
+                    self.loaded.notify_all()
         # Meanwhile another thread may be reading a newer manifest: these keys are the last read.
         with self.lock:
+            if self.error and self.loading:
+                self.loaded.wait_for(lambda: not self.loading, timeout=self.LOAD_WAIT)
             if self.error:
                 raise SigningError(self.error)
 
@@ -136,11 +146,24 @@ class Keyring:
         (None when it cannot be read); SigningError when none can."""
         self.current()
         with self.lock:
-            # A From's domain signs only with a key of each of its algorithms; the provider's
-            # signs with what it has (an algorithm added later waits for its record meanwhile).
-            domain = signing_domain(from_domain, self.complete | set(self.broken), self.provider_domain)
-            if domain in self.broken:
-                raise SigningError(self.broken[domain])
-            if domain not in self.keys:
-                raise SigningError(f"{domain} has no active signing key")
-            return self.keys[domain]
+            try:
+                return self.chosen(from_domain)
+            except SigningError:
+                if not self.loading:
+                    raise
+            # The keys read before cannot sign it, and a newer manifest is being read.
+            self.loaded.wait_for(lambda: not self.loading, timeout=self.LOAD_WAIT)
+            if self.error:
+                raise SigningError(self.error)
+            return self.chosen(from_domain)
+
+    def chosen(self, from_domain):
+        """signing_keys() on the keys read last, the lock held."""
+        # A From's domain signs only with a key of each of its algorithms; the provider's
+        # signs with what it has (an algorithm added later waits for its record meanwhile).
+        domain = signing_domain(from_domain, self.complete | set(self.broken), self.provider_domain)
+        if domain in self.broken:
+            raise SigningError(self.broken[domain])
+        if domain not in self.keys:
+            raise SigningError(f"{domain} has no active signing key")
+        return self.keys[domain]

@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from from_check.check import Verdict
-from from_check.dkim_sign import BodyHasher
+from from_check.dkim_sign import BodyHasher, SigningError
 from from_check.keyring import Keyring
 from from_check.milter import Judge, Signing
 from milter_client import Postfix, serving
@@ -301,6 +301,71 @@ def test_small_headers_sign_on_the_loop_once_the_keys_are_read_and_the_rest_in_t
         judge.close()
     assert not [result for result in first + second if isinstance(result, Verdict)], first + second
     assert threads == ["thread", "loop", "thread", "thread", "loop"]
+
+
+def slowed(keyring):
+    """The keyring with its manifest read held until release() (started: the read has begun)."""
+    started, go = threading.Event(), threading.Event()
+    load = keyring.load
+
+    def held():
+        started.set()
+        go.wait(10)
+        return load()
+
+    keyring.load = held
+    return started, go.set
+
+
+def test_a_message_the_keys_read_before_cannot_sign_waits_for_the_read_under_way(keys):
+    """A first install: the keys were pending when the milter read them and have just been
+    activated. While one message reads the new manifest, another waits for it instead of
+    being deferred with "no active signing key"."""
+    keys.entries = [dict(entry, state="pending") for entry in keys.entries]
+    keys.write()
+    keyring = Keyring(str(keys.manifest))
+    with pytest.raises(SigningError, match=r"runbox\.com has no active signing key"):
+        keyring.signing_keys("runbox.com")
+    keys.entries = [dict(entry, state="active") for entry in keys.entries]
+    keys.write()
+    started, release = slowed(keyring)
+    found = {}
+
+    def sign_as(name):
+        try:
+            found[name] = [key.selector for key in keyring.signing_keys("runbox.com")]
+        except SigningError as exc:
+            found[name] = str(exc)
+
+    reader = threading.Thread(target=sign_as, args=("reader",))
+    reader.start()
+    assert started.wait(10)
+    waiter = threading.Thread(target=sign_as, args=("waiter",))
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive(), f"it did not wait for the read under way: {found}"
+    release()
+    reader.join(10)
+    waiter.join(10)
+    assert found == {"reader": ["rsa1", "ed1"], "waiter": ["rsa1", "ed1"]}
+
+
+def test_a_message_the_keys_read_before_can_sign_does_not_wait_for_a_read(keys):
+    """A rotation: while one message reads the changed manifest, the others go on with the
+    keys read before, without waiting."""
+    keyring = Keyring(str(keys.manifest))
+    assert [key.selector for key in keyring.signing_keys("runbox.com")] == ["rsa1", "ed1"]
+    keys.add("hosted.example")
+    started, release = slowed(keyring)
+    reader = threading.Thread(target=keyring.signing_keys, args=("runbox.com",))
+    reader.start()
+    try:
+        assert started.wait(10)
+        assert [key.selector for key in keyring.signing_keys("runbox.com")] == ["rsa1", "ed1"]
+        assert reader.is_alive(), "the read finished first: the test showed nothing"
+    finally:
+        release()
+        reader.join(10)
 
 
 def test_the_provider_signs_with_what_it_has_while_an_added_algorithm_waits(signing_milter, keys):
