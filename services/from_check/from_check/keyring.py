@@ -70,8 +70,17 @@ class Keyring:
         except OSError:
             return False
         with self.lock:
-            retry = (self.broken or self.error) and time.monotonic() - self.loaded_at >= self.RETRY
-            return seen == self.seen and not retry and not self.loading
+            return not self.due(seen) and not self.loading
+
+    def due(self, seen):
+        """A read is due: the manifest (seen: its identity now) changed, or a key or the
+        manifest could not be read RETRY seconds ago. The lock held."""
+        retry = (self.broken or self.error) and time.monotonic() - self.loaded_at >= self.RETRY
+        return seen != self.seen or retry
+
+    def read_done(self):
+        """Wait, the lock held, for the read under way (at most LOAD_WAIT)."""
+        self.loaded.wait_for(lambda: not self.loading, timeout=self.LOAD_WAIT)
 
     def current(self):
         """Read the manifest again if it changed; SigningError if it cannot be read."""
@@ -80,8 +89,7 @@ class Keyring:
         except OSError as exc:
             raise SigningError(f"the key manifest {self.manifest} cannot be read: {exc.strerror}") from None
         with self.lock:
-            retry = (self.broken or self.error) and time.monotonic() - self.loaded_at >= self.RETRY
-            stale = (seen != self.seen or retry) and not self.loading
+            stale = self.due(seen) and not self.loading
             if stale:
                 self.loading = True
         if stale:
@@ -98,7 +106,7 @@ class Keyring:
         # Meanwhile another thread may be reading a newer manifest: these keys are the last read.
         with self.lock:
             if self.error and self.loading:
-                self.loaded.wait_for(lambda: not self.loading, timeout=self.LOAD_WAIT)
+                self.read_done()
             if self.error:
                 raise SigningError(self.error)
 
@@ -152,7 +160,7 @@ class Keyring:
                 if not self.loading:
                     raise
             # The keys read before cannot sign it, and a newer manifest is being read.
-            self.loaded.wait_for(lambda: not self.loading, timeout=self.LOAD_WAIT)
+            self.read_done()
             if self.error:
                 raise SigningError(self.error)
             return self.chosen(from_domain)

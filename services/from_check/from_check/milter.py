@@ -224,16 +224,15 @@ class Judge:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.deadline):
-                return await loop.run_in_executor(self.readers, self.sign, signing)
+                return await loop.run_in_executor(self.readers, self.signatures_now, signing)
         except TimeoutError:
             return Verdict("defer", UNSIGNABLE, f"no signature in {self.deadline} s")
-        except SigningError as exc:
-            return Verdict("defer", UNSIGNABLE, str(exc))
-        except Exception as exc:  # fail closed: deferred, never sent unsigned
+        except Exception as exc:  # the pool itself failed: deferred, never sent unsigned
             return Verdict("defer", UNSIGNABLE, repr(exc))
 
     def signatures_now(self, signing):
-        """signatures() on the caller's thread: for headers up to INLINE_SIGNED_BYTES."""
+        """signatures() on the caller's thread: on the loop for headers up to
+        INLINE_SIGNED_BYTES with the keys read, else in the signing thread."""
         try:
             return self.sign(signing)
         except SigningError as exc:
