@@ -140,12 +140,13 @@ export ANSIBLE_CONFIG="$repo/ansible.cfg"
 #   PostgreSQL store against a server in a cluster of their own, and check logins
 #   against a real Dovecot auth service; they start both servers themselves.
 #   The DNS records module's tests ask a real unbound serving the zones it prints.
+#   The milter's per-login limit tests count in a real redis-server they start.
 #   The validation service's browser test drives Debian's Chromium (never a
 #   downloaded one) and gives it the test CA with NSS's certutil.
 prepare_for_tests() {
     local stamp
     install_packages postfix postfix-lmdb postfix-cdb postfix-sqlite dovecot-core postgresql chromium \
-        chromium-driver libnss3-tools unbound
+        chromium-driver libnss3-tools unbound redis-server
     stamp=.venv/.requirements-test-$(cat requirements-deploy.txt requirements.txt | sha256sum | cut -c1-16)
     if [ ! -e "$stamp" ]; then
         say "Adding the test tools to .venv (requirements.txt)"

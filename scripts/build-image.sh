@@ -21,7 +21,7 @@ packages=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,ca-certificates,ipro
 # What roles/*/tasks and molecule/*/prepare.yml install: the default
 # deployment and its sink, then what the other scenarios add.
 base_packages=(postfix postfix-lmdb dovecot-core python3-cryptography python3-flask python3-systemd gunicorn nginx
-    sqlite3 python3-lmdb python3-idna postfwd python3-aiosmtpd python3-dnspython python3-dkim unbound)
+    sqlite3 python3-lmdb python3-idna redis-server python3-aiosmtpd python3-dnspython python3-dkim unbound)
 full_packages=(certbot postgresql postfix-pgsql dovecot-pgsql python3-psycopg testssl.sh socat pebble libfaketime)
 recipe_hash=$(sha256sum "$0" | cut -c1-12)
 case "$flavour" in

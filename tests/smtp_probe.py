@@ -112,7 +112,7 @@ def _transaction(client, case, result):
             # From the DATA command to the answer after the message.
             result["data_seconds"] = round(time.monotonic() - started, 3)
         except smtplib.SMTPDataError as refused:
-            # The DATA command itself refused (smtpd_data_restrictions: a per-login limit).
+            # The DATA command or the message refused (a milter's answer: a per-login limit).
             result["data"] = _reply((refused.smtp_code, refused.smtp_error))
     elif "raw_data" in case:
         _raw_data(client, case, result)

@@ -36,6 +36,11 @@ OPTIONAL = {
     "dkim": (dict, type(None)),
     "sign_socket": (str, type(None)),
     "check_socket": (str, type(None)),
+    # The per-login limits: the ratelimit role's limits file (limits.py reads
+    # it, and again when it changes). With it every socket but local_socket
+    # counts; count_socket counts and does nothing else.
+    "limits": (str, type(None)),
+    "count_socket": (str, type(None)),
 }
 
 

@@ -12,12 +12,14 @@ from from_check.tables import LmdbTable, PgsqlTable, SocketmapTable, TableError
 
 @dataclass(frozen=True)
 class Verdict:
-    """accept, refuse (5.7.1) or defer (4.3.0), and the text a client reads."""
+    """accept, refuse (5.7.1), defer (4.3.0) or limit, and the text a client reads."""
 
     action: str
     text: str = ""
     # For the log only: what a client need not read (paths, errors).
     detail: str = ""
+    # The reply's code and status when the action's own do not fit (a limit's 450 4.7.1).
+    reply: str = ""
 
 
 ACCEPT = Verdict("accept")

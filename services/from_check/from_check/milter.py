@@ -67,6 +67,7 @@ from from_check.check import UNJUDGED, FromCheck, Verdict
 from from_check.dkim_sign import BodyHasher, HeaderChoice, SigningError, sign
 from from_check.header_from import AUTHOR_HEADERS, MAX_RESENT, FromError, header_mailbox
 from from_check.keyring import Keyring
+from from_check.limits import Limits
 
 VERSION = 6
 # Actions: the check changes nothing in a message and only names its macros;
@@ -75,7 +76,7 @@ SMFIF_ADDHDRS, SMFIF_SETSYMLIST = 0x1, 0x100
 # Protocol steps Postfix leaves out, and the header events it expects no reply to.
 SMFIP_NOCONNECT, SMFIP_NOHELO, SMFIP_NOMAIL, SMFIP_NORCPT = 0x1, 0x2, 0x4, 0x8
 SMFIP_NOBODY, SMFIP_NR_HDR, SMFIP_NOUNKNOWN, SMFIP_NODATA = 0x10, 0x80, 0x100, 0x200
-SMFIP_NR_BODY = 0x80000
+SMFIP_NR_RCPT, SMFIP_NR_BODY = 0x8000, 0x80000
 STEPS = (
     SMFIP_NOCONNECT
     | SMFIP_NOHELO
@@ -86,13 +87,15 @@ STEPS = (
     | SMFIP_NOUNKNOWN
     | SMFIP_NODATA
 )
-# A signing connection gets the body, and answers no chunk of it.
-SIGNING_STEPS = STEPS & ~SMFIP_NOBODY | SMFIP_NR_BODY
-# The macros it asks for at the end of the headers (stage SMFIM_EOH).
+# The macros it asks for at the end of the headers (stage SMFIM_EOH); a
+# counting connection also asks which listener took the message (Postfix's
+# milter_macro_daemon_name, which submission_mta sets to the listener's name).
 SMFIM_EOH = 6
 EOH_MACROS = b"{auth_authen} i {mail_addr}"
+COUNTING_MACROS = b" {daemon_name}"
 # Postfix's commands and the milter's replies.
 OPTNEG, MACRO, HEADER, EOH, ABORT, QUIT, QUIT_NEW_CONNECTION = b"O", b"D", b"L", b"N", b"A", b"Q", b"K"
+RCPT = b"R"
 BODY, END_OF_MESSAGE = b"B", b"E"
 ACCEPT, CONTINUE, REPLYCODE, INSHEADER = b"a", b"c", b"y", b"i"
 # A header comes whole in one packet, and Postfix lets a header grow to
@@ -124,16 +127,21 @@ def packet(command, data=b""):
     return LENGTH.pack(len(data) + 1) + command + data
 
 
-def negotiation_reply(offered_actions, offered_steps, signing=False):
+def negotiation_reply(offered_actions, offered_steps, signing=False, counting=False):
     """Our options, within what Postfix offered; the macro list after them."""
-    steps = SIGNING_STEPS if signing else STEPS
+    steps = STEPS
+    if signing:  # the body, with no reply to any chunk of it
+        steps = steps & ~SMFIP_NOBODY | SMFIP_NR_BODY
+    if counting:  # each recipient, with no reply to any
+        steps = steps & ~SMFIP_NORCPT | SMFIP_NR_RCPT
     actions = SMFIF_SETSYMLIST | (SMFIF_ADDHDRS if signing else 0)
     if offered_steps & steps != steps:
         raise ProtocolError(f"Postfix offers protocol steps {offered_steps:#x}, lacking {steps & ~offered_steps:#x}")
     if offered_actions & actions != actions:
         raise ProtocolError(f"Postfix offers actions {offered_actions:#x}, lacking {actions & ~offered_actions:#x}")
     options = struct.pack("!III", VERSION, actions, steps)
-    return packet(OPTNEG, options + struct.pack("!I", SMFIM_EOH) + EOH_MACROS + b"\0")
+    macros = EOH_MACROS + (COUNTING_MACROS if counting else b"")
+    return packet(OPTNEG, options + struct.pack("!I", SMFIM_EOH) + macros + b"\0")
 
 
 def reply_text(text):
@@ -144,10 +152,13 @@ def reply_text(text):
 @dataclass(frozen=True)
 class Mode:
     """What a socket's connections do: ``check`` the author headers of
-    submissions ("smtpd"), of local mail ("local"), or not at all (None); ``sign`` or not."""
+    submissions ("smtpd"), of local mail ("local"), or not at all (None);
+    ``sign`` or not; ``count`` the login's messages and recipients against its
+    limits or not (submissions only: local mail has no login)."""
 
     check: str | None = "smtpd"
     sign: bool = False
+    count: bool = False
 
 
 @dataclass
@@ -161,6 +172,10 @@ class Message:
     local: bool = False
     sender: str = ""
     check: bool = True
+    # Counted against the login's limits: its recipients, the listener that took it.
+    count: bool = False
+    recipients: int = 0
+    listener: str = ""
 
 
 @dataclass
@@ -184,9 +199,11 @@ class Judge:
     """The verdicts of every connection, off the loop: a pool that reads
     headers, a pool that asks the tables, a deadline for each message."""
 
-    def __init__(self, check, deadline=5.0, lookup_threads=8, keyring=None):
+    def __init__(self, check, deadline=5.0, lookup_threads=8, keyring=None, limits=None):
         self.check = check
         self.keyring = keyring
+        # The per-login limits (limits.Limits), or None: nothing counted.
+        self.limits = limits
         self.deadline = deadline
         self.readers = ThreadPoolExecutor(2, thread_name_prefix="read")
         self.lookups = ThreadPoolExecutor(lookup_threads, thread_name_prefix="lookup")
@@ -258,6 +275,8 @@ class Judge:
         return sign(keys, signing.headers, signing.hasher.digest(), choice)
 
     def close(self):
+        if self.limits is not None:
+            self.limits.close()
         self.readers.shutdown(wait=False, cancel_futures=True)
         self.lookups.shutdown(wait=False, cancel_futures=True)
 
@@ -266,7 +285,7 @@ def decide(verdict, login):
     """The reply packet at the end of the headers, and the line to log (or None)."""
     if verdict.action == "accept":
         return packet(ACCEPT), None
-    reply = f"{REPLIES[verdict.action]} {reply_text(verdict.text)}"
+    reply = f"{verdict.reply or REPLIES[verdict.action]} {reply_text(verdict.text)}"
     log = f"{verdict.action} login={login or '-'}: {verdict.text}" + (f" ({verdict.detail})" if verdict.detail else "")
     return packet(REPLYCODE, reply.encode() + b"\0"), log
 
@@ -287,6 +306,7 @@ class Session:
         self.headers = {}
         self.signed = {}
         self.signed_bytes = 0
+        self.recipients = 0
         # The message being signed, from its accepted end of headers to its end.
         self.signing = None
 
@@ -297,6 +317,9 @@ class Session:
         handler = self.HANDLERS.get(command)
         # A step it asked not to get: go on, as libmilter does.
         return handler(self, data) if handler else packet(CONTINUE)
+
+    def recipient(self, data):
+        self.recipients += 1
 
     def body(self, data):
         if self.signing is not None:
@@ -333,7 +356,7 @@ class Session:
         if len(data) < 12:
             raise ProtocolError("short option negotiation")
         _, actions, steps = struct.unpack("!III", data[:12])
-        return negotiation_reply(actions, steps, self.mode.sign)
+        return negotiation_reply(actions, steps, self.mode.sign, self.mode.count)
 
     def keep_signed(self, name, value):
         """The last MAX_SIGNED_COPIES copies of a signed header, and how much they weigh."""
@@ -357,6 +380,9 @@ class Session:
             self.mode.check == "local",
             self.macros.get("{mail_addr}", ""),
             self.mode.check is not None,
+            self.mode.count,
+            self.recipients,
+            self.macros.get("{daemon_name}", ""),
         )
         self.reset()
         return message
@@ -367,8 +393,10 @@ class Session:
         self.macros = {}
         self.signed = {}
         self.signed_bytes = 0
+        self.recipients = 0
 
     HANDLERS: ClassVar[dict] = {
+        RCPT: recipient,
         BODY: body,
         HEADER: header,
         MACRO: macro,
@@ -439,6 +467,12 @@ class MilterConnection(asyncio.Protocol):
 
     async def answer(self, message):
         verdict = await self.judge.verdict(message)
+        if verdict.action == "accept" and message.count and self.judge.limits is not None:
+            # Counted only when it passed the check: a refused message sends nothing.
+            verdict = (
+                await self.judge.limits.check(message.login, message.recipients, message.listener, message.queue_id)
+                or verdict
+            )
         reply, log = decide(verdict, f"local sender={message.sender or '<>'}" if message.local else message.login)
         if log:
             print(f"{message.queue_id}: {log}", file=sys.stderr, flush=True)
@@ -482,13 +516,19 @@ async def serve(config, ready=None, stop=None):
             keyring.current()
         except SigningError as exc:
             print(f"from-check: nothing can be signed yet: {exc}", file=sys.stderr, flush=True)
-    judge = Judge(FromCheck.from_config(config), config.get("deadline", 5), config.get("lookup_threads", 8), keyring)
-    signing = keyring is not None
+    limits = Limits(config["limits"]) if config.get("limits") else None
+    if limits is not None:
+        limits.current(asyncio.get_running_loop().time())
+    judge = Judge(
+        FromCheck.from_config(config), config.get("deadline", 5), config.get("lookup_threads", 8), keyring, limits
+    )
+    signing, counting = keyring is not None, limits is not None
     modes = {
-        "socket": Mode("smtpd", signing),
+        "socket": Mode("smtpd", signing, counting),
         "local_socket": Mode("local", signing),
-        "sign_socket": Mode(None, True),
-        "check_socket": Mode("smtpd", False),
+        "sign_socket": Mode(None, True, counting),
+        "check_socket": Mode("smtpd", False, counting),
+        "count_socket": Mode(None, False, counting),
     }
     servers = []
     try:

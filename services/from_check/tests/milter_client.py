@@ -57,16 +57,20 @@ class Postfix:
         self.send(b"O", struct.pack("!III", 6, POSTFIX_ACTIONS, POSTFIX_STEPS))
         return self.receive()
 
-    def message(self, login, headers, sender=None):
-        """One message's headers and end of headers; the milter's reply."""
-        self.headers(login, headers, sender)
+    def message(self, login, headers, sender=None, recipients=(), listener=None):
+        """One message's recipients, headers and end of headers; the milter's reply."""
+        self.headers(login, headers, sender, recipients, listener)
         return self.receive()
 
-    def headers(self, login, headers, sender=None):
-        """One message's headers and end of headers, its reply left to read."""
+    def headers(self, login, headers, sender=None, recipients=(), listener=None):
+        """One message's recipients (RCPT events, no reply expected), headers
+        and end of headers, its reply left to read."""
+        for recipient in recipients:
+            self.send(b"R", f"<{recipient}>".encode() + b"\0")
         for name, value in headers:
             self.send(b"L", name.encode() + b"\0" + value.encode() + b"\0")
         macros = b"i\0ABC123\0" + (b"{auth_authen}\0" + login.encode() + b"\0" if login else b"")
         macros += b"{mail_addr}\0" + sender.encode() + b"\0" if sender is not None else b""
+        macros += b"{daemon_name}\0" + listener.encode() + b"\0" if listener is not None else b""
         self.send(b"D", b"N" + macros)
         self.send(b"N")

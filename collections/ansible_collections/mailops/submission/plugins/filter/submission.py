@@ -28,7 +28,7 @@ description:
     a table of another type is an error that names it.
   - C(exemption_problems) lists the entries of an abuse-control exemption list that are not IP networks or are wider
     than a /8 (IPv4) or a /16 (IPv6), 0.0.0.0/0 and ::/0 included, each naming the entry.
-  - C(postfwd_rules) gives postfwd's rule lines for per-login message and recipient limits an hour and a day (the
+  - C(limit_table) gives the milter's table of per-login message and recipient limits an hour and a day (the
     defaults for every login, or a login's own limits); a bad limit or login is an error that names it.
   - C(host_networks) turns host addresses into one-address networks (C(/32), C(/128)); an entry that is not an
     address (a host without facts) is an error that names it.
@@ -80,7 +80,7 @@ from ansible_collections.mailops.submission.plugins.module_utils.listeners impor
     listener_problems,
     served_listeners,
 )
-from ansible_collections.mailops.submission.plugins.module_utils.login_limits import postfwd_rules
+from ansible_collections.mailops.submission.plugins.module_utils.login_limits import limit_table
 from ansible_collections.mailops.submission.plugins.module_utils.sender_lookup import lmdb_table_files
 from ansible_collections.mailops.submission.plugins.module_utils.validated_store import store_query
 
@@ -119,7 +119,7 @@ class FilterModule:
                 credential_changes,
                 certificate_matches,
                 exemption_problems,
-                postfwd_rules,
+                limit_table,
                 host_networks,
                 fleet_account_entries,
                 sender_logins_query,

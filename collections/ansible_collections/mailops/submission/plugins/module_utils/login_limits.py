@@ -1,32 +1,32 @@
 # Copyright: smtp-submission developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Per-login sending limits, as postfwd rules.
+"""Per-login sending limits: the rule, once, for the role and the milter.
 
 A limit is a number of messages or of recipients a SASL login may send in an
-hour or a day. postfwd counts them at Postfix's DATA stage, where a request
-carries the login (sasl_username) and the message's recipient_count: rate()
-adds one a message, rcpt() the message's recipients. Over a limit, the client
-gets the limit's 4xx reply for the message and may send again when the
-window is over.
+hour or a day. The header-From milter counts them in the counter store (Redis)
+at the end of each message's headers, one atomic script call a message; over a
+limit, the client gets the limit's 4xx reply (``limit_reply``) for the message.
+
+The counting is rolling, not by clock hour: a limit of 200 messages an hour
+lets a login send 200 at once, then one more every 18 seconds (3600 / 200),
+so a login cannot send twice its limit across the turn of an hour.
 
 Logins listed apart (per_login) get their own limits instead of the defaults,
-never both. A limit of 0 is not counted: each counted limit costs postfwd about
-a millisecond of CPU a message (benchmarks/README.md). Pure Python, no Ansible
-import.
+never both: a limit a login's entry leaves out is the default's. A limit of 0
+is not counted. Pure Python, no Ansible import: ``limit_table`` is the role's
+filter, ``limits_of`` and ``limit_reply`` the milter's.
 """
 
 from __future__ import annotations
 
-import re
-
 from ansible_collections.mailops.submission.plugins.module_utils.sender_address import AddressError, normalize_login
 
-# limit name -> (postfwd counter, seconds, what the reply calls it)
+# limit name -> (what it counts: "m" messages or "r" recipients, seconds, what the reply calls it)
 LIMITS = {
-    "messages_per_hour": ("rate", 3600, "messages an hour"),
-    "messages_per_day": ("rate", 86400, "messages a day"),
-    "recipients_per_hour": ("rcpt", 3600, "recipients an hour"),
-    "recipients_per_day": ("rcpt", 86400, "recipients a day"),
+    "messages_per_hour": ("m", 3600, "messages an hour"),
+    "messages_per_day": ("m", 86400, "messages a day"),
+    "recipients_per_hour": ("r", 3600, "recipients an hour"),
+    "recipients_per_day": ("r", 86400, "recipients a day"),
 }
 
 
@@ -35,6 +35,8 @@ class LimitError(ValueError):
 
 
 def _checked_limits(limits, where):
+    if not isinstance(limits, dict):
+        raise LimitError(f"{where}: must be a mapping of limit names to numbers, not {limits!r}")
     unknown = sorted(set(limits) - set(LIMITS))
     if unknown:
         raise LimitError(f"{where}: unknown limit {unknown[0]!r} (known: {', '.join(LIMITS)})")
@@ -46,13 +48,17 @@ def _checked_limits(limits, where):
     return checked
 
 
-def postfwd_rules(defaults, per_login=None):
-    """postfwd rule lines: the defaults for every login but those of per_login
-    ({login: {limit: number}}), which get theirs. Raises LimitError."""
+def limit_table(defaults, per_login=None):
+    """The limits every login gets, checked: {"default": {limit: number},
+    "logins": {canonical login: its limits, the defaults filled in}}. Raises
+    LimitError naming the first bad value. A table is its own input again:
+    limit_table(table["default"], table["logins"]) == table."""
     defaults = _checked_limits(defaults, "default limits")
     missing = sorted(set(LIMITS) - set(defaults))
     if missing:
         raise LimitError(f"default limits: {missing[0]} is missing")
+    if not isinstance(per_login or {}, dict):
+        raise LimitError(f"per-login limits: must be a mapping of logins to limits, not {per_login!r}")
     own = {}
     for login, limits in (per_login or {}).items():
         try:
@@ -61,26 +67,20 @@ def postfwd_rules(defaults, per_login=None):
             raise LimitError(f"per-login limits: {login!r} is not a login: {exc.reason}") from None
         if canonical in own:
             raise LimitError(f"per-login limits: {login!r} is listed twice")
-        own[canonical] = dict(defaults, **_checked_limits(limits or {}, f"per-login limits of {login}"))
-    lines = []
-    for number, (login, limits) in enumerate(sorted(own.items()), start=1):
-        lines += _rules(f"LOGIN{number}", f"sasl_username=={login}", limits)
-    others = "|".join(re.escape(login) for login in sorted(own))
-    match = f"sasl_username=~^(?!(?:{others})$).+$" if own else "sasl_username=~^.+$"
-    lines += _rules("DEFAULT", match, defaults)
-    return lines
+        own[canonical] = _ordered(dict(defaults, **_checked_limits(limits or {}, f"per-login limits of {login}")))
+    return {"default": _ordered(defaults), "logins": dict(sorted(own.items()))}
 
 
-def _rules(prefix, match, limits):
-    rules = []
-    for name, value in limits.items():
-        if value == 0:
-            continue
-        counter, seconds, unit = LIMITS[name]
-        # No ";" (ends a postfwd item), "," or "/" (separate rate()'s arguments) in the text.
-        reply = f"450 4.7.1 This login has reached its limit of {value} {unit} - try again later"
-        rules.append(
-            f"id={prefix}_{name.upper()}; protocol_state==DATA; {match}; "
-            f"action={counter}(sasl_username/{value}/{seconds}/{reply})"
-        )
-    return rules
+def _ordered(limits):
+    return {name: limits[name] for name in LIMITS}
+
+
+def limits_of(table, login):
+    """A login's counted limits (not 0) from a limit_table: [(name, number, "m" or "r", seconds)]."""
+    limits = table["logins"].get(login.lower(), table["default"])
+    return [(name, value, *LIMITS[name][:2]) for name, value in limits.items() if value]
+
+
+def limit_reply(name, value):
+    """The SMTP reply for a message over a login's limit."""
+    return f"450 4.7.1 This login has reached its limit of {value} {LIMITS[name][2]} - try again later"

@@ -1,0 +1,255 @@
+"""Per-login limits in the milter, counted in a real Redis (Debian's
+redis-server, started for each test on a socket of its own), through the
+milter protocol as Postfix speaks it."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+from from_check import limits as limits_module
+from milter_client import Postfix, serving
+
+REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+ALICE, CAROL = "alice@runbox.com", "carol@runbox.com"
+FROM_ALICE = [("From", "Alice <alice@runbox.com>"), ("Subject", "hello")]
+FROM_CAROL = [("From", "carol@runbox.com")]
+NO_LIMITS = {"messages_per_hour": 0, "messages_per_day": 0, "recipients_per_hour": 0, "recipients_per_day": 0}
+
+
+class Redis:
+    """A redis-server of the test's own, on a unix socket, no TCP, no disk."""
+
+    def __init__(self, directory):
+        self.socket = str(directory / "redis.sock")
+        self.directory = directory
+        self.process = None
+
+    def start(self):
+        assert os.path.exists(REDIS), "Debian's redis-server is not installed (scripts/bootstrap.sh installs it)"
+        self.process = subprocess.Popen(
+            [REDIS, "--port", "0", "--unixsocket", self.socket, "--save", "", "--appendonly", "no"],
+            cwd=self.directory,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for line in self.process.stdout:  # an event, not a sleep: its own word that it is ready
+            if "ready to accept connections" in line.lower():
+                return self
+        raise AssertionError(f"redis-server did not start: {self.process.wait()}")
+
+    def stop(self):
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+            self.process = None
+
+    def command(self, *args):
+        return subprocess.run(
+            ["redis-cli", "-s", self.socket, *map(str, args)], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+
+@pytest.fixture
+def redis(tmp_path):
+    server = Redis(tmp_path).start()
+    yield server
+    server.stop()
+
+
+def write_limits(path, store, default=None, logins=None, **settings):
+    raw = {"store": store, "default": dict(NO_LIMITS, **(default or {})), "logins": logins or {}, **settings}
+    # As the role writes it: whole, then moved into place.
+    path.with_suffix(".tmp").write_text(json.dumps(raw))
+    path.with_suffix(".tmp").rename(path)
+
+
+@pytest.fixture
+def limits_file(tmp_path, redis):
+    path = tmp_path / "limits.json"
+    write_limits(path, redis.socket, {"messages_per_hour": 3, "recipients_per_hour": 5}, timeout=0.5)
+    return path
+
+
+@pytest.fixture
+def milter(tables, store_socket, tmp_path, limits_file):
+    """The milter counting on its main socket; yields a connected Postfix."""
+    path = str(tmp_path / "milter.sock")
+    config = {"socket": f"unix:{path}", "lmdb_tables": tables, "store_socket": store_socket, "limits": str(limits_file)}
+    with serving(config):
+        postfix = Postfix(path)
+        postfix.negotiate()
+        yield postfix
+
+
+def test_a_counting_socket_asks_for_each_recipient_and_the_listener_with_no_reply(milter, tmp_path):
+    fresh = Postfix(str(tmp_path / "milter.sock"))
+    _, data = fresh.negotiate()
+    steps = int.from_bytes(data[8:12], "big")
+    assert not steps & 0x8, "RCPT events left out: recipients cannot be counted"
+    assert steps & 0x8000, "a reply asked to each RCPT: Postfix would wait on it"
+    assert data[16:] == b"{auth_authen} i {mail_addr} {daemon_name}\0"
+
+
+def test_a_login_is_held_at_its_limit_while_another_login_sends_on(milter):
+    for n in range(3):
+        assert milter.message(ALICE, FROM_ALICE, recipients=["x@example.net"]) == (b"a", b""), f"message {n + 1}"
+    command, text = milter.message(ALICE, FROM_ALICE, recipients=["x@example.net"])
+    assert command == b"y"
+    assert text == b"450 4.7.1 This login has reached its limit of 3 messages an hour - try again later\0"
+    # Carol behind the same address (the milter does not know it) is not held.
+    assert milter.message(CAROL, FROM_CAROL, recipients=["x@example.net"]) == (b"a", b"")
+
+
+def test_recipients_are_counted_and_a_message_held_counts_nothing(milter, redis):
+    assert milter.message(ALICE, FROM_ALICE, recipients=[f"r{n}@example.net" for n in range(4)])[0] == b"a"
+    command, text = milter.message(ALICE, FROM_ALICE, recipients=["a@example.net", "b@example.net"])
+    assert command == b"y" and b"limit of 5 recipients an hour" in text
+    # The held message charged nothing: one more recipient still fits, then none.
+    assert milter.message(ALICE, FROM_ALICE, recipients=["c@example.net"])[0] == b"a"
+    assert milter.message(ALICE, FROM_ALICE, recipients=["d@example.net"])[0] == b"y"
+    assert redis.command("TTL", "limits:alice@runbox.com") in {str(s) for s in range(3590, 3601)}
+
+
+def test_a_message_the_from_check_refuses_is_not_counted(milter):
+    for _ in range(4):
+        assert milter.message(ALICE, [("From", "ceo@bank.example")], recipients=["x@example.net"])[0] == b"y"
+    for n in range(3):
+        assert milter.message(ALICE, FROM_ALICE, recipients=["x@example.net"])[0] == b"a", f"message {n + 1}"
+
+
+def test_the_limit_rolls_one_message_fits_again_after_its_share_of_the_hour(milter, redis):
+    for _ in range(3):
+        assert milter.message(ALICE, FROM_ALICE, recipients=["x@example.net"])[0] == b"a"
+    assert milter.message(ALICE, FROM_ALICE, recipients=["x@example.net"])[0] == b"y"
+    # 20 minutes later (3600 / 3 s): Redis's clock cannot be moved, the count can.
+    due = float(redis.command("HGET", "limits:alice@runbox.com", "messages_per_hour"))
+    redis.command("HSET", "limits:alice@runbox.com", "messages_per_hour", f"{due - 1200:.6f}")
+    assert milter.message(ALICE, FROM_ALICE, recipients=["x@example.net"])[0] == b"a"
+    assert milter.message(ALICE, FROM_ALICE, recipients=["x@example.net"])[0] == b"y", "two fit in 20 minutes"
+
+
+def test_a_login_of_its_own_has_its_limits_and_zero_counts_nothing(tmp_path, redis, limits_file, milter):
+    write_limits(
+        limits_file,
+        redis.socket,
+        {"messages_per_hour": 1},
+        {"Carol@runbox.com": {"messages_per_hour": 0, "recipients_per_day": 2}},
+    )
+    # The milter reads the file again when it changes (looked at once a second):
+    # alice's second message of an empty count is held once it has.
+    deadline = time.monotonic() + 5
+    while [milter.message(ALICE, FROM_ALICE)[0] for _ in range(2)] != [b"a", b"y"]:
+        assert time.monotonic() < deadline, "the changed limits file was not read"
+        redis.command("DEL", "limits:alice@runbox.com")
+    for n in range(2):
+        assert milter.message(CAROL, FROM_CAROL, recipients=["x@example.net"])[0] == b"a", f"message {n + 1}"
+    command, text = milter.message(CAROL, FROM_CAROL, recipients=["x@example.net"])
+    assert command == b"y" and b"limit of 2 recipients a day" in text
+
+
+def test_two_milters_on_one_store_count_together(tables, store_socket, tmp_path, limits_file):
+    """A fleet's two MTAs: a login over its limit on one is over it on the other."""
+    first, second = str(tmp_path / "one.sock"), str(tmp_path / "two.sock")
+    base = {"lmdb_tables": tables, "store_socket": store_socket, "limits": str(limits_file)}
+    with serving(dict(base, socket=f"unix:{first}")), serving(dict(base, socket=f"unix:{second}")):
+        one, two = Postfix(first), Postfix(second)
+        one.negotiate()
+        two.negotiate()
+        assert [m.message(ALICE, FROM_ALICE)[0] for m in (one, two, one)] == [b"a"] * 3
+        assert two.message(ALICE, FROM_ALICE)[0] == b"y"
+        assert one.message(ALICE, FROM_ALICE)[0] == b"y"
+
+
+def test_a_listener_not_counted_sends_past_the_limit(tables, store_socket, tmp_path, redis):
+    path, limits = str(tmp_path / "milter.sock"), tmp_path / "limits.json"
+    write_limits(limits, redis.socket, {"messages_per_hour": 1}, uncounted_listeners=["bulk"])
+    with serving(
+        {"socket": f"unix:{path}", "lmdb_tables": tables, "store_socket": store_socket, "limits": str(limits)}
+    ):
+        postfix = Postfix(path)
+        postfix.negotiate()
+        assert [postfix.message(ALICE, FROM_ALICE, listener="bulk")[0] for _ in range(3)] == [b"a"] * 3
+        assert postfix.message(ALICE, FROM_ALICE, listener="smtp")[0] == b"a"
+        assert postfix.message(ALICE, FROM_ALICE, listener="smtp")[0] == b"y"
+
+
+def test_the_count_socket_counts_without_checking_the_from(tables, store_socket, tmp_path, limits_file):
+    main, count = str(tmp_path / "milter.sock"), str(tmp_path / "count.sock")
+    config = {
+        "socket": f"unix:{main}",
+        "count_socket": f"unix:{count}",
+        "lmdb_tables": tables,
+        "store_socket": store_socket,
+        "limits": str(limits_file),
+    }
+    with serving(config):
+        postfix = Postfix(count)
+        postfix.negotiate()
+        assert [postfix.message(ALICE, [("From", "ceo@bank.example")])[0] for _ in range(3)] == [b"a"] * 3
+        assert postfix.message(ALICE, [("From", "ceo@bank.example")])[0] == b"y"
+
+
+def test_store_down_mail_passes_uncounted_and_is_logged_then_counts_again(milter, redis, capfd):
+    redis.stop()
+    for _ in range(5):
+        assert milter.message(ALICE, FROM_ALICE)[0] == b"a"
+    assert (
+        "ABC123: login=alice@runbox.com sent uncounted: the counter store cannot be reached" in capfd.readouterr().err
+    )
+    redis.start()
+    assert [milter.message(ALICE, FROM_ALICE)[0] for _ in range(4)] == [b"a", b"a", b"a", b"y"]
+
+
+def test_store_down_defers_when_the_settings_say_so(tmp_path, redis, limits_file, milter):
+    write_limits(limits_file, redis.socket, {"messages_per_hour": 3}, unreachable="defer")
+    redis.stop()
+    deadline = time.monotonic() + 5
+    while (reply := milter.message(ALICE, FROM_ALICE))[0] == b"a":
+        assert time.monotonic() < deadline, "the changed limits file was not read"
+    assert reply == (b"y", b"451 4.3.0 the sending limits cannot be checked now; try again later\0")
+
+
+def test_a_store_that_never_answers_holds_a_message_only_for_the_timeout(tables, store_socket, tmp_path, capfd):
+    hung = socket.socket(socket.AF_UNIX)
+    hung.bind(str(tmp_path / "hung.sock"))
+    hung.listen(16)
+    path, limits = str(tmp_path / "milter.sock"), tmp_path / "limits.json"
+    write_limits(limits, str(tmp_path / "hung.sock"), {"messages_per_hour": 3}, timeout=0.3)
+    with serving(
+        {"socket": f"unix:{path}", "lmdb_tables": tables, "store_socket": store_socket, "limits": str(limits)}
+    ):
+        postfix = Postfix(path)
+        postfix.negotiate()
+        for _ in range(5):
+            started = time.monotonic()
+            assert postfix.message(ALICE, FROM_ALICE)[0] == b"a"
+            assert 0.3 <= time.monotonic() - started < 2
+    hung.close()
+    assert capfd.readouterr().err.count("sent uncounted: the counter store cannot be reached (no answer in time)") == 5
+
+
+@pytest.mark.parametrize(
+    ("raw", "named"),
+    [
+        ({"store": "redis.sock"}, "store must be the counter store's socket path, not 'redis.sock'"),
+        ({"store": "/r.sock", "timeout": 0}, "timeout must be positive seconds, not 0"),
+        ({"store": "/r.sock", "unreachable": "drop"}, "unreachable must be one of ('accept', 'defer'), not 'drop'"),
+        ({"store": "/r.sock", "default": dict(NO_LIMITS, messages_per_day=-1)}, "messages_per_day must be a whole"),
+    ],
+)
+def test_a_bad_limits_file_is_named_and_the_limits_before_stay(tmp_path, raw, named):
+    path = tmp_path / "limits.json"
+    write_limits(path, "/run/r.sock", {"messages_per_hour": 7})
+    lines = []
+    limits = limits_module.Limits(str(path), log=lines.append)
+    assert limits.current(0)["table"]["default"]["messages_per_hour"] == 7
+    path.write_text(json.dumps(dict({"default": NO_LIMITS}, **raw)))
+    os.utime(path, ns=(0, 0))
+    assert limits.current(2)["table"]["default"]["messages_per_hour"] == 7
+    assert len(lines) == 1 and named in lines[0] and "the limits read before stay" in lines[0], lines
