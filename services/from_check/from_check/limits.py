@@ -1,22 +1,22 @@
 """Per-login limits, counted in the counter store (Redis) by one script call a message.
 
-The rule (which limits a login has, the reply over one) is the shared
+The rule (which limits a login has, the replies over one) is the shared
 library's (login_limits); this module keeps the counts. Each login has one
-hash in Redis, ``limits:<login>``, holding for each of its limits the time at
-which its count would be back to zero (a GCRA, the "generic cell rate
-algorithm": a limit of N an hour lets N go at once, then one more every
-3600/N seconds). One Lua script call checks every limit of the login against
-the message and its recipients and, only when none is passed, charges them
-all: atomic, so MTAs of a fleet sharing the store count together, and a
-message refused counts nothing. Redis's own clock keeps the time, so the
-MTAs' clocks need not agree.
+hash in Redis, ``limits:<login>``, holding for each of its limits how many
+messages or recipients are still counted against it, and the time of that
+count (``t``). A count drains at the limit's pace: a limit of N an hour lets
+N go at once, then one more every 3600/N seconds (a leaky bucket; a limit
+raised counts what was sent against the new number at once). One Lua script
+call drains every count of the login to now, checks the message and its
+recipients against each and, only when none is passed, charges them all:
+atomic, so MTAs of a fleet sharing the store count together, and a message
+held counts nothing. Redis's own clock keeps the time, so the MTAs' clocks
+need not agree.
 
 The client is this module's own, not redis-py: one connection on the
 milter's event loop, calls pipelined on it, a call encoded and its reply
-parsed in a few lines. It costs 24 us of client CPU a call with 50 messages
-in flight, against 116 us for redis-py's asyncio client and 85 us for its
-blocking client (which would also need a thread hop); benchmarks/
-limit_counter.py measures the three side by side.
+parsed in a few lines (benchmarks/limit_counter.py measures it against
+redis-py's asyncio and blocking clients, side by side).
 
 The store cannot be reached (down, slow past ``timeout``): the message goes on
 uncounted and the milter logs it, or, with ``unreachable: defer``, gets 451.
@@ -33,40 +33,43 @@ import sys
 
 from ansible_collections.mailops.submission.plugins.module_utils.login_limits import (
     LimitError,
+    counted_login,
     limit_reply,
     limit_table,
     limits_of,
+    over_limit_reply,
 )
 
 from from_check.check import Verdict
 
 # KEYS[1]: the login's hash. ARGV[1]: the message's recipients; then, for each
 # limit, its name, number, seconds and what it counts ("m" or "r"). Returns
-# {0, 0}, or {the index of the first limit the message would pass (from 1),
-# the seconds until it would fit}.
+# {0, 0} (charged), {n, seconds until it fits} for the first limit n (from 1)
+# the message would pass, or {n, -1} when the message alone passes it.
 SCRIPT = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local recipients = tonumber(ARGV[1])
-local names = {}
+local names = {'t'}
 for i = 2, #ARGV, 4 do names[#names + 1] = ARGV[i] end
-local due = redis.call('HMGET', KEYS[1], unpack(names))
-local updates, longest = {}, 0
-for n = 1, #names do
+local held = redis.call('HMGET', KEYS[1], unpack(names))
+local elapsed = math.max(now - (tonumber(held[1]) or now), 0)
+local updates, longest = {'t', string.format('%.6f', now)}, 0
+for n = 1, #names - 1 do
   local i = 2 + (n - 1) * 4
   local limit, window = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local cost = 1
   if ARGV[i + 3] == 'r' then cost = recipients end
-  local start = math.max(tonumber(due[n]) or now, now)
-  local after = start + cost * window / limit
-  if after - now > window then
-    return {n, math.ceil(after - now - window)}
+  if cost > limit then return {n, -1} end
+  local level = math.max((tonumber(held[n + 1]) or 0) - elapsed * limit / window, 0)
+  if level + cost > limit then
+    return {n, math.ceil((level + cost - limit) * window / limit)}
   end
-  updates[#updates + 1] = names[n]
-  updates[#updates + 1] = string.format('%.6f', after)
+  updates[#updates + 1] = names[n + 1]
+  updates[#updates + 1] = string.format('%.6f', level + cost)
   if window > longest then longest = window end
 end
-if #updates > 0 then
+if longest > 0 then
   redis.call('HSET', KEYS[1], unpack(updates))
   redis.call('EXPIRE', KEYS[1], math.ceil(longest))
 end
@@ -80,9 +83,14 @@ UNREACHABLE = ("accept", "defer")
 RELOAD_EVERY = 1.0
 
 
+# A call past this many in flight on one connection drops it: a store that
+# takes questions and never answers holds no more of the milter's memory.
+MAX_IN_FLIGHT = 1000
+
+
 def key(login):
     """The login's hash in the counter store."""
-    return KEY_PREFIX + login.lower()
+    return KEY_PREFIX + counted_login(login)
 
 
 class StoreError(Exception):
@@ -192,9 +200,12 @@ class CounterStore:
                     # The store restarted, or never saw the script: it is sent once in full.
                     reply = await self.call("EVAL", SCRIPT, 1, key(login), *args)
         except TimeoutError:
-            # A store that hangs is dropped, with the calls waiting on it: the
-            # next call connects again instead of queueing behind them.
-            self.close()
+            # Each call waits its own time, and the connection stays for the
+            # calls behind it (a store slow for a moment answers them), unless
+            # too many wait on it: then it goes, and the next call connects again.
+            connection = self.connection
+            if connection is not None and len(connection.waiting) > MAX_IN_FLIGHT:
+                self.close()
             raise
         if isinstance(reply, StoreError):
             raise reply
@@ -275,31 +286,42 @@ class Limits:
         self.store.timeout = self.settings["timeout"]
         return self.settings
 
+    def counts(self, login, listener):
+        """Whether a message of this login on this listener is counted."""
+        settings = self.current(asyncio.get_running_loop().time())
+        return bool(settings and login and listener not in settings["uncounted_listeners"])
+
     async def check(self, login, recipients, listener, queue_id):
         """None when the message may go (counted), else the Verdict that holds it."""
-        settings = self.current(asyncio.get_running_loop().time())
-        if settings is None or not login or listener in settings["uncounted_listeners"]:
-            return None
-        limits = limits_of(settings["table"], login)
+        limits = limits_of(self.settings["table"], login) if self.counts(login, listener) else []
         if not limits:
             return None
         try:
             passed, wait = await self.store.charge(login, max(recipients, 1), limits)
         except (StoreError, TimeoutError, OSError) as exc:
             detail = str(exc) or "no answer in time"
-            if settings["unreachable"] == "defer":
+            if self.settings["unreachable"] == "defer":
                 return Verdict("defer", "the sending limits cannot be checked now; try again later", detail)
             self.log(f"{queue_id}: login={login} sent uncounted: the counter store cannot be reached ({detail})")
             return None
-        if not passed:
-            return None
-        name, value, _, _ = limits[passed - 1]
-        code, status, text = limit_reply(name, value).split(" ", 2)
-        return Verdict("limit", text, f"{name}={value}, fits again in {wait} s", reply=f"{code} {status}")
+        return held(limits, passed, wait, recipients)
 
     def close(self):
         if self.store is not None:
             self.store.close()
+
+
+def held(limits, passed, wait, recipients):
+    """The Verdict for the script's answer: None (charged), the limit's 450,
+    or 550 for a message that alone passes a limit (wait < 0)."""
+    if not passed:
+        return None
+    name, value, _, _ = limits[passed - 1]
+    if wait < 0:
+        code, status, text = over_limit_reply(name, value).split(" ", 2)
+        return Verdict("refuse", text, f"{name}={value}, {recipients} recipients", reply=f"{code} {status}")
+    code, status, text = limit_reply(name, value).split(" ", 2)
+    return Verdict("limit", text, f"{name}={value}, fits again in {wait} s", reply=f"{code} {status}")
 
 
 def load_settings(path):

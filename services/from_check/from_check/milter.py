@@ -41,6 +41,14 @@ ones are signed in a thread, under the deadline. A message that cannot be
 signed (no active key, an unreadable key file, no answer within the deadline)
 gets 451: nothing leaves unsigned.
 
+Limits. With ``limits`` in the configuration (the ratelimit role's file),
+every socket but the local one counts each login's messages and recipients
+(limits.py): it asks Postfix for each recipient (no reply to any) and for
+``{daemon_name}``, which names the listener; after an accepted end of headers
+it answers "continue" and charges the message at its end (after signing), so
+that a message cut off or deferred counts nothing. ``count_socket`` counts and
+does nothing else (a listener with both jobs off).
+
 The packets, from libmilter's mfdef.h: a 4-byte length in network order, a
 command byte, its data. Strings are NUL-terminated.
 """
@@ -195,6 +203,15 @@ class Signing:
     inline: bool = False
 
 
+@dataclass
+class Ending:
+    """The end of a message whose headers passed: its signatures to make, its
+    count to charge (the Message, when its login's limits count it), or both."""
+
+    signing: Signing | None
+    charge: Message | None
+
+
 class Judge:
     """The verdicts of every connection, off the loop: a pool that reads
     headers, a pool that asks the tables, a deadline for each message."""
@@ -309,6 +326,8 @@ class Session:
         self.recipients = 0
         # The message being signed, from its accepted end of headers to its end.
         self.signing = None
+        # The message to count at its end (Message), once its headers passed.
+        self.charge = None
 
     def handle(self, command, data):
         """The reply packet for one command, None when none is expected, the
@@ -341,16 +360,20 @@ class Session:
 
     def end_of_message(self, data):
         signing, self.signing = self.signing, None
-        if signing is None:
+        charge, self.charge = self.charge, None
+        if signing is None and self.mode.sign:
             # A signing socket never lets a message it did not sign go (fail closed).
-            return packet(REPLYCODE, f"451 4.3.0 {UNSIGNABLE}".encode() + b"\0") if self.mode.sign else packet(ACCEPT)
-        if data:
+            return packet(REPLYCODE, f"451 4.3.0 {UNSIGNABLE}".encode() + b"\0")
+        if signing is None and charge is None:
+            return packet(ACCEPT)
+        if signing is not None and data:
             signing.hasher.update(data)
-        return signing
+        return Ending(signing, charge)
 
     def abort(self, data):
         self.reset()
         self.signing = None
+        self.charge = None
 
     def negotiate(self, data):
         if len(data) < 12:
@@ -451,7 +474,7 @@ class MilterConnection(asyncio.Protocol):
                 if isinstance(reply, Message):
                     self.waiting = asyncio.ensure_future(self.answer(reply))
                     break
-                if isinstance(reply, Signing):
+                if isinstance(reply, Ending):
                     self.waiting = asyncio.ensure_future(self.finish(reply))
                     break
                 if reply is not None:
@@ -467,37 +490,50 @@ class MilterConnection(asyncio.Protocol):
 
     async def answer(self, message):
         verdict = await self.judge.verdict(message)
-        if verdict.action == "accept" and message.count and self.judge.limits is not None:
-            # Counted only when it passed the check: a refused message sends nothing.
-            verdict = (
-                await self.judge.limits.check(message.login, message.recipients, message.listener, message.queue_id)
-                or verdict
-            )
         reply, log = decide(verdict, f"local sender={message.sender or '<>'}" if message.local else message.login)
         if log:
             print(f"{message.queue_id}: {log}", file=sys.stderr, flush=True)
-        if verdict.action == "accept" and self.session.signing is not None:
-            reply = packet(CONTINUE)  # the body comes next, then the signatures
-            # Only a From the check judged for this login signs with its own domain.
-            self.session.signing.aligned = verdict is JUDGED
+        limits = self.judge.limits
+        # Counted at the end of the message, only when its headers passed: a
+        # message refused here, or that never ends (cut off, too big), counts nothing.
+        counted = verdict.action == "accept" and message.count and limits is not None
+        counted = counted and limits.counts(message.login, message.listener)
+        if verdict.action == "accept" and (self.session.signing is not None or counted):
+            reply = packet(CONTINUE)  # the body (when signing) and the end of the message come next
+            if self.session.signing is not None:
+                # Only a From the check judged for this login signs with its own domain.
+                self.session.signing.aligned = verdict is JUDGED
+            self.session.charge = message if counted else None
         else:
             self.session.signing = None
         self.resume([reply])
 
-    async def finish(self, signing):
-        """The end of a signed message: its signatures at the top, or 451."""
-        values = await self.judge.signatures(signing)
-        if isinstance(values, Verdict):
-            reply, log = decide(values, signing.login)
-            print(f"{signing.queue_id}: {log}", file=sys.stderr, flush=True)
-            self.resume([reply])
-            return
-        # Index 0 is the top: the last inserted ends first, so RSA's is read first.
-        inserts = [
-            packet(INSHEADER, struct.pack("!I", 0) + b"DKIM-Signature\0" + value.encode() + b"\0")
-            for value in reversed(values)
-        ]
+    async def finish(self, ending):
+        """The end of a message: its signatures at the top, then its count
+        charged; 451 when it cannot be signed, the limit's reply over one."""
+        inserts = []
+        if ending.signing is not None:
+            values = await self.judge.signatures(ending.signing)
+            if isinstance(values, Verdict):
+                self.refuse(values, ending.signing.login, ending.signing.queue_id)
+                return
+            # Index 0 is the top: the last inserted ends first, so RSA's is read first.
+            inserts = [
+                packet(INSHEADER, struct.pack("!I", 0) + b"DKIM-Signature\0" + value.encode() + b"\0")
+                for value in reversed(values)
+            ]
+        if ending.charge is not None:
+            message = ending.charge
+            held = await self.judge.limits.check(message.login, message.recipients, message.listener, message.queue_id)
+            if held is not None:
+                self.refuse(held, message.login, message.queue_id)
+                return
         self.resume([*inserts, packet(ACCEPT)])
+
+    def refuse(self, verdict, login, queue_id):
+        reply, log = decide(verdict, login)
+        print(f"{queue_id}: {log}", file=sys.stderr, flush=True)
+        self.resume([reply])
 
     def resume(self, replies):
         self.waiting = None

@@ -62,6 +62,16 @@ class Postfix:
         self.headers(login, headers, sender, recipients, listener)
         return self.receive()
 
+    def whole(self, login, headers, sender=None, recipients=(), listener=None):
+        """One message to its end, as Postfix sends it to a milter that asked
+        for no body: the reply at the end of the headers, and when that is
+        "continue", the reply at the end of the message."""
+        command, data = self.message(login, headers, sender, recipients, listener)
+        if command != b"c":
+            return command, data
+        self.send(b"E")
+        return self.receive()
+
     def headers(self, login, headers, sender=None, recipients=(), listener=None):
         """One message's recipients (RCPT events, no reply expected), headers
         and end of headers, its reply left to read."""

@@ -4,7 +4,7 @@
 
 A limit is a number of messages or of recipients a SASL login may send in an
 hour or a day. The header-From milter counts them in the counter store (Redis)
-at the end of each message's headers, one atomic script call a message; over a
+at the end of each message, one atomic script call a message; over a
 limit, the client gets the limit's 4xx reply (``limit_reply``) for the message.
 
 The counting is rolling, not by clock hour: a limit of 200 messages an hour
@@ -75,12 +75,31 @@ def _ordered(limits):
     return {name: limits[name] for name in LIMITS}
 
 
+def counted_login(login):
+    """The login as the limits know it: canonical (normalize_login) where it
+    is a login, else folded to lower case (a counted login is never refused
+    here: Dovecot has already let it in)."""
+    try:
+        return normalize_login(login)
+    except AddressError:
+        return login.lower()
+
+
 def limits_of(table, login):
     """A login's counted limits (not 0) from a limit_table: [(name, number, "m" or "r", seconds)]."""
-    limits = table["logins"].get(login.lower(), table["default"])
+    limits = table["logins"].get(counted_login(login), table["default"])
     return [(name, value, *LIMITS[name][:2]) for name, value in limits.items() if value]
 
 
 def limit_reply(name, value):
-    """The SMTP reply for a message over a login's limit."""
+    """The SMTP reply for a message over a login's limit: it may go later."""
     return f"450 4.7.1 This login has reached its limit of {value} {LIMITS[name][2]} - try again later"
+
+
+def over_limit_reply(name, value):
+    """The SMTP reply for a message that alone passes a login's limit (more
+    recipients than it may send in the limit's time): it never will go."""
+    return (
+        f"550 5.7.1 This message has more recipients than this login's limit of {value} {LIMITS[name][2]}"
+        " - split it, or ask for a higher limit"
+    )

@@ -1,9 +1,11 @@
 import pytest
 from ansible_collections.mailops.submission.plugins.module_utils.login_limits import (
     LimitError,
+    counted_login,
     limit_reply,
     limit_table,
     limits_of,
+    over_limit_reply,
 )
 
 DEFAULTS = {"messages_per_hour": 200, "messages_per_day": 1000, "recipients_per_hour": 500, "recipients_per_day": 2000}
@@ -45,6 +47,16 @@ def test_the_reply_names_the_limit_and_asks_to_try_again():
         "450 4.7.1 This login has reached its limit of 20 messages an hour - try again later"
     )
     assert "limit of 7 recipients a day" in limit_reply("recipients_per_day", 7)
+    assert over_limit_reply("recipients_per_hour", 5).startswith(
+        "550 5.7.1 This message has more recipients than this login's limit of 5 recipients an hour"
+    )
+
+
+def test_a_login_is_counted_by_its_canonical_form():
+    table = limit_table(DEFAULTS, {"Big@Bücher.example": {"messages_per_hour": 7}})
+    assert limits_of(table, "big@xn--bcher-kva.example")[0][1] == 7
+    assert limits_of(table, "BIG@bücher.example")[0][1] == 7
+    assert counted_login("not a login") == "not a login"
 
 
 @pytest.mark.parametrize(

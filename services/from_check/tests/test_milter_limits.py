@@ -2,6 +2,7 @@
 redis-server, started for each test on a socket of its own), through the
 milter protocol as Postfix speaks it."""
 
+import asyncio
 import json
 import os
 import shutil
@@ -98,40 +99,64 @@ def test_a_counting_socket_asks_for_each_recipient_and_the_listener_with_no_repl
 
 def test_a_login_is_held_at_its_limit_while_another_login_sends_on(milter):
     for n in range(3):
-        assert milter.message(ALICE, FROM_ALICE, recipients=["x@example.net"]) == (b"a", b""), f"message {n + 1}"
-    command, text = milter.message(ALICE, FROM_ALICE, recipients=["x@example.net"])
+        assert milter.whole(ALICE, FROM_ALICE, recipients=["x@example.net"]) == (b"a", b""), f"message {n + 1}"
+    command, text = milter.whole(ALICE, FROM_ALICE, recipients=["x@example.net"])
     assert command == b"y"
     assert text == b"450 4.7.1 This login has reached its limit of 3 messages an hour - try again later\0"
     # Carol behind the same address (the milter does not know it) is not held.
-    assert milter.message(CAROL, FROM_CAROL, recipients=["x@example.net"]) == (b"a", b"")
+    assert milter.whole(CAROL, FROM_CAROL, recipients=["x@example.net"]) == (b"a", b"")
 
 
 def test_recipients_are_counted_and_a_message_held_counts_nothing(milter, redis):
-    assert milter.message(ALICE, FROM_ALICE, recipients=[f"r{n}@example.net" for n in range(4)])[0] == b"a"
-    command, text = milter.message(ALICE, FROM_ALICE, recipients=["a@example.net", "b@example.net"])
+    assert milter.whole(ALICE, FROM_ALICE, recipients=[f"r{n}@example.net" for n in range(4)])[0] == b"a"
+    command, text = milter.whole(ALICE, FROM_ALICE, recipients=["a@example.net", "b@example.net"])
     assert command == b"y" and b"limit of 5 recipients an hour" in text
     # The held message charged nothing: one more recipient still fits, then none.
-    assert milter.message(ALICE, FROM_ALICE, recipients=["c@example.net"])[0] == b"a"
-    assert milter.message(ALICE, FROM_ALICE, recipients=["d@example.net"])[0] == b"y"
+    assert milter.whole(ALICE, FROM_ALICE, recipients=["c@example.net"])[0] == b"a"
+    assert milter.whole(ALICE, FROM_ALICE, recipients=["d@example.net"])[0] == b"y"
     assert redis.command("TTL", "limits:alice@runbox.com") in {str(s) for s in range(3590, 3601)}
+
+
+def test_a_message_with_more_recipients_than_the_limit_is_refused_for_good_and_counts_nothing(milter, redis):
+    command, text = milter.whole(ALICE, FROM_ALICE, recipients=[f"r{n}@example.net" for n in range(6)])
+    assert command == b"y"
+    assert text.startswith(
+        b"550 5.7.1 This message has more recipients than this login's limit of 5 recipients an hour"
+    )
+    assert milter.whole(ALICE, FROM_ALICE, recipients=[f"r{n}@example.net" for n in range(5)])[0] == b"a"
+
+
+def test_recipients_of_an_aborted_message_are_not_counted_with_the_next(milter):
+    for n in range(4):
+        milter.send(b"R", f"<r{n}@example.net>".encode() + b"\0")
+    milter.send(b"A")
+    assert milter.whole(ALICE, FROM_ALICE, recipients=["a@example.net", "b@example.net"])[0] == b"a"
+
+
+def test_a_raised_limit_lets_a_held_login_send_at_once(milter, redis, limits_file):
+    assert [milter.whole(ALICE, FROM_ALICE)[0] for _ in range(4)] == [b"a", b"a", b"a", b"y"]
+    write_limits(limits_file, redis.socket, {"messages_per_hour": 1000, "recipients_per_hour": 5})
+    deadline = time.monotonic() + 5
+    while milter.whole(ALICE, FROM_ALICE)[0] != b"a":
+        assert time.monotonic() < deadline, "the raised limit was not read"
 
 
 def test_a_message_the_from_check_refuses_is_not_counted(milter):
     for _ in range(4):
-        assert milter.message(ALICE, [("From", "ceo@bank.example")], recipients=["x@example.net"])[0] == b"y"
+        assert milter.whole(ALICE, [("From", "ceo@bank.example")], recipients=["x@example.net"])[0] == b"y"
     for n in range(3):
-        assert milter.message(ALICE, FROM_ALICE, recipients=["x@example.net"])[0] == b"a", f"message {n + 1}"
+        assert milter.whole(ALICE, FROM_ALICE, recipients=["x@example.net"])[0] == b"a", f"message {n + 1}"
 
 
 def test_the_limit_rolls_one_message_fits_again_after_its_share_of_the_hour(milter, redis):
     for _ in range(3):
-        assert milter.message(ALICE, FROM_ALICE, recipients=["x@example.net"])[0] == b"a"
-    assert milter.message(ALICE, FROM_ALICE, recipients=["x@example.net"])[0] == b"y"
-    # 20 minutes later (3600 / 3 s): Redis's clock cannot be moved, the count can.
-    due = float(redis.command("HGET", "limits:alice@runbox.com", "messages_per_hour"))
-    redis.command("HSET", "limits:alice@runbox.com", "messages_per_hour", f"{due - 1200:.6f}")
-    assert milter.message(ALICE, FROM_ALICE, recipients=["x@example.net"])[0] == b"a"
-    assert milter.message(ALICE, FROM_ALICE, recipients=["x@example.net"])[0] == b"y", "two fit in 20 minutes"
+        assert milter.whole(ALICE, FROM_ALICE, recipients=["x@example.net"])[0] == b"a"
+    assert milter.whole(ALICE, FROM_ALICE, recipients=["x@example.net"])[0] == b"y"
+    # 20 minutes later (3600 / 3 s): Redis's clock cannot be moved, the time of the count can.
+    counted_at = float(redis.command("HGET", "limits:alice@runbox.com", "t"))
+    redis.command("HSET", "limits:alice@runbox.com", "t", f"{counted_at - 1200:.6f}")
+    assert milter.whole(ALICE, FROM_ALICE, recipients=["x@example.net"])[0] == b"a"
+    assert milter.whole(ALICE, FROM_ALICE, recipients=["x@example.net"])[0] == b"y", "two fit in 20 minutes"
 
 
 def test_a_login_of_its_own_has_its_limits_and_zero_counts_nothing(tmp_path, redis, limits_file, milter):
@@ -144,12 +169,12 @@ def test_a_login_of_its_own_has_its_limits_and_zero_counts_nothing(tmp_path, red
     # The milter reads the file again when it changes (looked at once a second):
     # alice's second message of an empty count is held once it has.
     deadline = time.monotonic() + 5
-    while [milter.message(ALICE, FROM_ALICE)[0] for _ in range(2)] != [b"a", b"y"]:
+    while [milter.whole(ALICE, FROM_ALICE)[0] for _ in range(2)] != [b"a", b"y"]:
         assert time.monotonic() < deadline, "the changed limits file was not read"
         redis.command("DEL", "limits:alice@runbox.com")
     for n in range(2):
-        assert milter.message(CAROL, FROM_CAROL, recipients=["x@example.net"])[0] == b"a", f"message {n + 1}"
-    command, text = milter.message(CAROL, FROM_CAROL, recipients=["x@example.net"])
+        assert milter.whole(CAROL, FROM_CAROL, recipients=["x@example.net"])[0] == b"a", f"message {n + 1}"
+    command, text = milter.whole(CAROL, FROM_CAROL, recipients=["x@example.net"])
     assert command == b"y" and b"limit of 2 recipients a day" in text
 
 
@@ -161,9 +186,9 @@ def test_two_milters_on_one_store_count_together(tables, store_socket, tmp_path,
         one, two = Postfix(first), Postfix(second)
         one.negotiate()
         two.negotiate()
-        assert [m.message(ALICE, FROM_ALICE)[0] for m in (one, two, one)] == [b"a"] * 3
-        assert two.message(ALICE, FROM_ALICE)[0] == b"y"
-        assert one.message(ALICE, FROM_ALICE)[0] == b"y"
+        assert [m.whole(ALICE, FROM_ALICE)[0] for m in (one, two, one)] == [b"a"] * 3
+        assert two.whole(ALICE, FROM_ALICE)[0] == b"y"
+        assert one.whole(ALICE, FROM_ALICE)[0] == b"y"
 
 
 def test_a_listener_not_counted_sends_past_the_limit(tables, store_socket, tmp_path, redis):
@@ -174,9 +199,9 @@ def test_a_listener_not_counted_sends_past_the_limit(tables, store_socket, tmp_p
     ):
         postfix = Postfix(path)
         postfix.negotiate()
-        assert [postfix.message(ALICE, FROM_ALICE, listener="bulk")[0] for _ in range(3)] == [b"a"] * 3
-        assert postfix.message(ALICE, FROM_ALICE, listener="smtp")[0] == b"a"
-        assert postfix.message(ALICE, FROM_ALICE, listener="smtp")[0] == b"y"
+        assert [postfix.whole(ALICE, FROM_ALICE, listener="bulk")[0] for _ in range(3)] == [b"a"] * 3
+        assert postfix.whole(ALICE, FROM_ALICE, listener="smtp")[0] == b"a"
+        assert postfix.whole(ALICE, FROM_ALICE, listener="smtp")[0] == b"y"
 
 
 def test_the_count_socket_counts_without_checking_the_from(tables, store_socket, tmp_path, limits_file):
@@ -191,26 +216,76 @@ def test_the_count_socket_counts_without_checking_the_from(tables, store_socket,
     with serving(config):
         postfix = Postfix(count)
         postfix.negotiate()
-        assert [postfix.message(ALICE, [("From", "ceo@bank.example")])[0] for _ in range(3)] == [b"a"] * 3
-        assert postfix.message(ALICE, [("From", "ceo@bank.example")])[0] == b"y"
+        assert [postfix.whole(ALICE, [("From", "ceo@bank.example")])[0] for _ in range(3)] == [b"a"] * 3
+        assert postfix.whole(ALICE, [("From", "ceo@bank.example")])[0] == b"y"
+
+
+def test_a_message_deferred_at_its_end_counts_nothing(tables, store_socket, tmp_path, limits_file, redis):
+    """Signing fails (no key manifest): 451 at the end of the message, and the count is untouched."""
+    path = str(tmp_path / "milter.sock")
+    config = {
+        "socket": f"unix:{path}",
+        "lmdb_tables": tables,
+        "store_socket": store_socket,
+        "limits": str(limits_file),
+        "dkim": {"manifest": str(tmp_path / "no-keys.json")},
+    }
+    with serving(config):
+        postfix = Postfix(path)
+        postfix.negotiate()
+        for _ in range(4):
+            assert postfix.message(ALICE, FROM_ALICE)[0] == b"c"
+            postfix.send(b"E")
+            command, text = postfix.receive()
+            assert command == b"y" and text.startswith(b"451 4.3.0"), text
+    assert redis.command("EXISTS", "limits:alice@runbox.com") == "0"
+
+
+def test_a_call_that_times_out_leaves_the_calls_behind_it_their_own_time(tmp_path):
+    """A store slow for a moment (0.6 s on one answer, then the next at once):
+    the first call passes its 0.5 s, the one sent 0.3 s later gets its answer."""
+    path = str(tmp_path / "slow.sock")
+
+    async def main():
+        async def serve(reader, writer):
+            for delay in (0.6, 0.0):
+                await reader.readuntil(b"$1\r\nm\r\n")  # the end of one call
+                await asyncio.sleep(delay)
+                writer.write(b"*2\r\n:0\r\n:0\r\n")
+            await reader.read()
+
+        server = await asyncio.start_unix_server(serve, path)
+        store = limits_module.CounterStore(path, timeout=0.5)
+        limits = [("messages_per_hour", 3, "m", 3600)]
+        first = asyncio.ensure_future(store.charge(ALICE, 1, limits))
+        await asyncio.sleep(0.3)  # the second call's time: part of what is tested
+        second = asyncio.ensure_future(store.charge(ALICE, 1, limits))
+        results = await asyncio.gather(first, second, return_exceptions=True)
+        store.close()
+        server.close()
+        return results
+
+    first, second = asyncio.run(main())
+    assert isinstance(first, TimeoutError), first
+    assert second == (0, 0), second
 
 
 def test_store_down_mail_passes_uncounted_and_is_logged_then_counts_again(milter, redis, capfd):
     redis.stop()
     for _ in range(5):
-        assert milter.message(ALICE, FROM_ALICE)[0] == b"a"
+        assert milter.whole(ALICE, FROM_ALICE)[0] == b"a"
     assert (
         "ABC123: login=alice@runbox.com sent uncounted: the counter store cannot be reached" in capfd.readouterr().err
     )
     redis.start()
-    assert [milter.message(ALICE, FROM_ALICE)[0] for _ in range(4)] == [b"a", b"a", b"a", b"y"]
+    assert [milter.whole(ALICE, FROM_ALICE)[0] for _ in range(4)] == [b"a", b"a", b"a", b"y"]
 
 
 def test_store_down_defers_when_the_settings_say_so(tmp_path, redis, limits_file, milter):
     write_limits(limits_file, redis.socket, {"messages_per_hour": 3}, unreachable="defer")
     redis.stop()
     deadline = time.monotonic() + 5
-    while (reply := milter.message(ALICE, FROM_ALICE))[0] == b"a":
+    while (reply := milter.whole(ALICE, FROM_ALICE))[0] == b"a":
         assert time.monotonic() < deadline, "the changed limits file was not read"
     assert reply == (b"y", b"451 4.3.0 the sending limits cannot be checked now; try again later\0")
 
@@ -228,7 +303,7 @@ def test_a_store_that_never_answers_holds_a_message_only_for_the_timeout(tables,
         postfix.negotiate()
         for _ in range(5):
             started = time.monotonic()
-            assert postfix.message(ALICE, FROM_ALICE)[0] == b"a"
+            assert postfix.whole(ALICE, FROM_ALICE)[0] == b"a"
             assert 0.3 <= time.monotonic() - started < 2
     hung.close()
     assert capfd.readouterr().err.count("sent uncounted: the counter store cannot be reached (no answer in time)") == 5
