@@ -14,8 +14,9 @@ For each number of messages a session, it rotates runs among three setups
   Dovecot, reject_sender_login_mismatch on one lmdb table, no postscreen);
 - submission: the service as deployed;
 - unchecked: the same service on a listener of the benchmark inventory whose
-  header_from_check is false (127.0.0.3, unchecked.<domain>): everything but
-  the header-From milter, so that the milter's cost is the difference;
+  header_from_check, dkim_signing and rate_limits are false (127.0.0.3,
+  unchecked.<domain>): everything but the header-From milter, so that the
+  milter's cost (check, signing, counting) is the difference;
 - unlimited: the same on a listener whose rate_limits is false (127.0.0.4,
   unlimited.<domain>): everything but the per-login limits (the milter's count
   in Redis), so that the limits' cost per message is the difference;
