@@ -29,7 +29,9 @@ import collections
 import hashlib
 import json
 import os
+import ssl
 import sys
+from dataclasses import dataclass, field
 
 from ansible_collections.mailops.submission.plugins.module_utils.login_limits import (
     LimitError,
@@ -178,12 +180,29 @@ def parse_reply(buffer, start):  # noqa: PLR0911 - a return for each kind of rep
     raise ValueError(f"not a RESP reply: {bytes(buffer[start : start + 20])!r}")
 
 
-class CounterStore:
-    """The Redis the limits are counted in, on a unix socket; one connection,
-    made again at the next call when it is lost."""
+@dataclass(frozen=True)
+class StoreAddress:
+    """Where the counter store is: a unix socket (one host), or a fleet's
+    shared Redis over TLS (the server's name checked against ``ca_file``)
+    with a user and password (ACL)."""
 
-    def __init__(self, path, timeout=0.5):
-        self.path = path
+    path: str = ""
+    host: str = ""
+    port: int = 0
+    ca_file: str = ""
+    user: str = ""
+    password: str = field(default="", repr=False)
+
+    def __str__(self):
+        return self.path or f"{self.host}:{self.port}"
+
+
+class CounterStore:
+    """The Redis the limits are counted in; one connection, made again at
+    the next call when it is lost."""
+
+    def __init__(self, address, timeout=0.5):
+        self.address = address if isinstance(address, StoreAddress) else StoreAddress(path=address)
         self.timeout = timeout
         self.connection = None
         self.connecting = None
@@ -232,10 +251,26 @@ class CounterStore:
                 self.connecting = None
 
     async def _connect(self):
+        loop, address = asyncio.get_running_loop(), self.address
         try:
-            _, self.connection = await asyncio.get_running_loop().create_unix_connection(RespConnection, self.path)
-        except OSError as exc:
-            raise StoreError(f"cannot connect to the counter store at {self.path}: {exc.strerror or exc}") from None
+            async with asyncio.timeout(self.timeout):
+                if address.path:
+                    _, connection = await loop.create_unix_connection(RespConnection, address.path)
+                else:
+                    context = ssl.create_default_context(cafile=address.ca_file or None)
+                    _, connection = await loop.create_connection(
+                        RespConnection, address.host, address.port, ssl=context, server_hostname=address.host
+                    )
+                if address.user:
+                    reply = await connection.call("AUTH", address.user, address.password)
+                    if reply != "OK":
+                        connection.transport.close()
+                        # Redis's reply names no password; neither does this.
+                        raise StoreError(f"the counter store at {address} refused user {address.user}: {reply}")
+        except (OSError, TimeoutError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc) or "no answer in time"
+            raise StoreError(f"cannot connect to the counter store at {address}: {reason}") from None
+        self.connection = connection
 
     def close(self):
         connection, self.connection = self.connection, None
@@ -279,7 +314,7 @@ class Limits:
             # The limits it had stay: a half-written or bad file loses no count.
             self.log(f"{exc}; the limits read before stay")
             return self.settings
-        if self.store is None or self.store.path != self.settings["store"]:
+        if self.store is None or self.store.address != self.settings["store"]:
             if self.store is not None:
                 self.store.close()
             self.store = CounterStore(self.settings["store"], self.settings["timeout"])
@@ -324,15 +359,38 @@ def held(limits, passed, wait, recipients):
     return Verdict("limit", text, f"{name}={value}, fits again in {wait} s", reply=f"{code} {status}")
 
 
+def store_address(path, store):
+    """The limits file's ``store``: a socket path, or {host, port, ca_file,
+    user, password_file} for a fleet's shared Redis over TLS."""
+    if isinstance(store, str) and store.startswith("/"):
+        return StoreAddress(path=store)
+    if not isinstance(store, dict):
+        raise ValueError(f"{path}: store must be the counter store's socket path or a TLS address, not {store!r}")
+    unknown = sorted(set(store) - {"host", "port", "ca_file", "user", "password_file"})
+    if unknown:
+        raise ValueError(f"{path}: store: unknown settings {unknown}")
+    host, port = store.get("host"), store.get("port")
+    if not isinstance(host, str) or not host or isinstance(port, bool) or not isinstance(port, int):
+        raise ValueError(f"{path}: store needs a host name and a port number, not {host!r} and {port!r}")
+    for name in ("ca_file", "password_file"):
+        if not isinstance(store.get(name, ""), str):
+            raise ValueError(f"{path}: store: {name} must be a path")
+    password = ""
+    if store.get("password_file"):
+        with open(store["password_file"], encoding="utf-8") as handle:
+            password = handle.read().strip()
+    return StoreAddress(
+        host=host, port=port, ca_file=store.get("ca_file", ""), user=store.get("user", ""), password=password
+    )
+
+
 def load_settings(path):
     """The limits file, checked; ValueError naming what is wrong."""
     with open(path, encoding="utf-8") as handle:
         raw = json.load(handle)
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: not a JSON object")
-    store, timeout = raw.get("store"), raw.get("timeout", 0.5)
-    if not isinstance(store, str) or not store.startswith("/"):
-        raise ValueError(f"{path}: store must be the counter store's socket path, not {store!r}")
+    store, timeout = store_address(path, raw.get("store")), raw.get("timeout", 0.5)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise ValueError(f"{path}: timeout must be positive seconds, not {timeout!r}")
     if raw.get("unreachable", "accept") not in UNREACHABLE:

@@ -30,10 +30,13 @@ class Redis:
         self.directory = directory
         self.process = None
 
+    def arguments(self):
+        return ["--port", "0", "--unixsocket", self.socket, "--save", "", "--appendonly", "no"]
+
     def start(self):
         assert os.path.exists(REDIS), "Debian's redis-server is not installed (scripts/bootstrap.sh installs it)"
         self.process = subprocess.Popen(
-            [REDIS, "--port", "0", "--unixsocket", self.socket, "--save", "", "--appendonly", "no"],
+            [REDIS, *self.arguments()],
             cwd=self.directory,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -312,7 +315,7 @@ def test_a_store_that_never_answers_holds_a_message_only_for_the_timeout(tables,
 @pytest.mark.parametrize(
     ("raw", "named"),
     [
-        ({"store": "redis.sock"}, "store must be the counter store's socket path, not 'redis.sock'"),
+        ({"store": "redis.sock"}, "store must be the counter store's socket path or a TLS address, not 'redis.sock'"),
         ({"store": "/r.sock", "timeout": 0}, "timeout must be positive seconds, not 0"),
         ({"store": "/r.sock", "unreachable": "drop"}, "unreachable must be one of ('accept', 'defer'), not 'drop'"),
         ({"store": "/r.sock", "default": dict(NO_LIMITS, messages_per_day=-1)}, "messages_per_day must be a whole"),
@@ -328,3 +331,90 @@ def test_a_bad_limits_file_is_named_and_the_limits_before_stay(tmp_path, raw, na
     os.utime(path, ns=(0, 0))
     assert limits.current(2)["table"]["default"]["messages_per_hour"] == 7
     assert len(lines) == 1 and named in lines[0] and "the limits read before stay" in lines[0], lines
+
+
+class TlsRedis(Redis):
+    """A Redis of the test's own over TLS on a loopback port, as a fleet's
+    database host serves it: no default user, one user with a password."""
+
+    def __init__(self, directory, password):
+        super().__init__(directory)
+        self.password = password
+        self.port = free_port()
+        for name in ("ca", "other"):
+            subprocess.run(
+                [
+                    *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"),
+                    *("-keyout", str(directory / f"{name}.key"), "-out", str(directory / f"{name}.crt"), "-days", "1"),
+                    *("-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"),
+                ],
+                check=True,
+                capture_output=True,
+            )
+
+    def arguments(self):
+        return [
+            "--port", "0", "--tls-port", str(self.port), "--bind", "127.0.0.1",
+            "--tls-cert-file", str(self.directory / "ca.crt"), "--tls-key-file", str(self.directory / "ca.key"),
+            "--tls-ca-cert-file", str(self.directory / "ca.crt"), "--tls-auth-clients", "no",
+            "--user", "default", "off",
+            "--user", "milter", "on", f">{self.password}", "~limits:*", "-@all", "+eval", "+evalsha", "+time",
+            "+hmget", "+hset", "+expire",
+            "--save", "", "--appendonly", "no",
+        ]  # fmt: skip
+
+    def address(self, password=None, ca="ca"):
+        return limits_module.StoreAddress(
+            host="localhost",
+            port=self.port,
+            ca_file=str(self.directory / f"{ca}.crt"),
+            user="milter",
+            password=self.password if password is None else password,
+        )
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def tls_redis(tmp_path):
+    server = TlsRedis(tmp_path, "s3cret-" + os.urandom(6).hex()).start()
+    yield server
+    server.stop()
+
+
+def charge_all(address, rounds):
+    """Each round charges one message to alice on each of two stores of the
+    same address (two MTAs of a fleet); the answers, in order."""
+
+    async def main():
+        one, two = limits_module.CounterStore(address, 2), limits_module.CounterStore(address, 2)
+        limits = [("messages_per_hour", 3, "m", 3600)]
+        answers = []
+        for _ in range(rounds):
+            for store in (one, two):
+                try:
+                    answers.append((await store.charge(ALICE, 1, limits))[0])
+                except limits_module.StoreError as exc:
+                    answers.append(str(exc))
+        one.close()
+        two.close()
+        return answers
+
+    return asyncio.run(main())
+
+
+def test_two_mtas_count_together_in_a_fleets_redis_over_tls(tls_redis):
+    assert charge_all(tls_redis.address(), 2) == [0, 0, 0, 1]
+
+
+def test_a_wrong_password_or_an_unknown_server_certificate_counts_nothing_and_names_no_password(tls_redis):
+    wrong = "not-" + tls_redis.password
+    refused = charge_all(tls_redis.address(password=wrong), 1)
+    assert "refused user milter" in refused[0] and wrong not in refused[0] and tls_redis.password not in refused[0]
+    unknown = charge_all(tls_redis.address(ca="other"), 1)
+    assert "certificate verify failed" in unknown[0], unknown
+    assert charge_all(tls_redis.address(), 1) == [0, 0], "a refused connection counted something"
