@@ -377,8 +377,11 @@ def store_address(path, store):
             raise ValueError(f"{path}: store: {name} must be a path")
     password = ""
     if store.get("password_file"):
-        with open(store["password_file"], encoding="utf-8") as handle:
-            password = handle.read().strip()
+        try:
+            with open(store["password_file"], encoding="utf-8") as handle:
+                password = handle.read().strip()
+        except OSError as exc:
+            raise ValueError(f"{path}: store: cannot read {store['password_file']}: {exc.strerror}") from None
     return StoreAddress(
         host=host, port=port, ca_file=store.get("ca_file", ""), user=store.get("user", ""), password=password
     )
@@ -409,3 +412,68 @@ def load_settings(path):
         "uncounted_listeners": frozenset(uncounted),
         "table": table,
     }
+
+
+USAGE = """usage: submission-login-limits {show|clear} LOGIN [LIMITS_FILE]
+
+show: a login's limits and what is counted against each now, as JSON;
+clear: forget its counts, so that it may send its limits again at once.
+The counter store is the one the milter counts in (LIMITS_FILE's, by default
+/etc/submission-limits/limits.json): one host's Redis, or a fleet's."""
+
+
+async def _operate(action, login, path):
+    settings = load_settings(path)
+    store = CounterStore(settings["store"], max(settings["timeout"], 5))
+    try:
+        if action == "clear":
+            removed = await store.call("DEL", key(login))
+            if isinstance(removed, StoreError):
+                raise removed
+            return {"login": counted_login(login), "cleared": bool(removed)}
+        limits = limits_of(settings["table"], login)
+        clock = await store.call("TIME")
+        reply = await store.call("HMGET", key(login), "t", *[name for name, *_ in limits]) if limits else [None]
+        for answer in (clock, reply):
+            if isinstance(answer, StoreError):
+                raise answer
+        now = int(clock[0]) + int(clock[1]) / 1e6
+        elapsed = max(now - (_number(reply[0]) or now), 0)
+        # As the script drains them: each level falls at its limit's pace since the last count.
+        counted = {
+            name: round(max((_number(level) or 0) - elapsed * value / seconds, 0), 2)
+            for (name, value, _, seconds), level in zip(limits, reply[1:], strict=True)
+        }
+        limited = {name: value for name, value, *_ in limits}
+        return {"login": counted_login(login), "limits": limited, "counted": counted}
+    finally:
+        store.close()
+
+
+def _number(value):
+    if value is None:
+        return None
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    return float(text)
+
+
+def main(argv=None):
+    """The operator's look at a login's counts, and their clearing (README's runbook)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) not in {2, 3} or argv[0] not in {"show", "clear"}:
+        print(USAGE, file=sys.stderr)
+        return 2
+    action, login = argv[0], argv[1]
+    path = argv[2] if len(argv) == 3 else "/etc/submission-limits/limits.json"
+    try:
+        counted_login(login)
+        result = asyncio.run(_operate(action, login, path))
+    except (OSError, ValueError, LimitError, StoreError, TimeoutError) as exc:
+        print(f"submission-login-limits: {exc or 'no answer in time'}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

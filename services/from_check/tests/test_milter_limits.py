@@ -359,7 +359,7 @@ class TlsRedis(Redis):
             "--tls-ca-cert-file", str(self.directory / "ca.crt"), "--tls-auth-clients", "no",
             "--user", "default", "off",
             "--user", "milter", "on", f">{self.password}", "~limits:*", "-@all", "+eval", "+evalsha", "+time",
-            "+hmget", "+hset", "+expire",
+            "+hmget", "+hset", "+expire", "+del",
             "--save", "", "--appendonly", "no",
         ]  # fmt: skip
 
@@ -418,3 +418,36 @@ def test_a_wrong_password_or_an_unknown_server_certificate_counts_nothing_and_na
     unknown = charge_all(tls_redis.address(ca="other"), 1)
     assert "certificate verify failed" in unknown[0], unknown
     assert charge_all(tls_redis.address(), 1) == [0, 0], "a refused connection counted something"
+
+
+def test_the_operators_command_shows_and_clears_a_logins_counts_in_a_fleets_store(tls_redis, tmp_path, capsys):
+    password_file = tmp_path / "password"
+    password_file.write_text(tls_redis.password + "\n")
+    address = tls_redis.address()
+    store = {
+        "host": address.host,
+        "port": address.port,
+        "ca_file": address.ca_file,
+        "user": "milter",
+        "password_file": str(password_file),
+    }
+    path = tmp_path / "limits.json"
+    write_limits(path, store, {"messages_per_hour": 3, "recipients_per_day": 10})
+    assert charge_all(address, 1) == [0, 0]
+    assert limits_module.main(["show", "Alice@RUNBOX.com", str(path)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["login"] == ALICE and shown["limits"] == {"messages_per_hour": 3, "recipients_per_day": 10}
+    # Two messages, drained for at most a few seconds at 3 an hour.
+    assert 1.99 <= shown["counted"]["messages_per_hour"] <= 2, shown
+    assert limits_module.main(["clear", ALICE, str(path)]) == 0
+    assert json.loads(capsys.readouterr().out) == {"login": ALICE, "cleared": True}
+    assert charge_all(address, 2) == [0, 0, 0, 1], "the counts were not cleared"
+
+
+def test_the_operators_command_names_what_is_wrong_and_changes_nothing(tls_redis, tmp_path, capsys):
+    path = tmp_path / "limits.json"
+    write_limits(path, {"host": "localhost", "port": tls_redis.port, "password_file": str(tmp_path / "absent")})
+    assert limits_module.main(["clear", ALICE, str(path)]) == 1
+    assert f"cannot read {tmp_path / 'absent'}" in capsys.readouterr().err
+    assert limits_module.main(["forget", ALICE, str(path)]) == 2
+    assert "usage: submission-login-limits" in capsys.readouterr().err

@@ -39,7 +39,9 @@ description:
   - C(fleet_database_settings) checks C(submission_fleet_database) and fills in its defaults (an empty mapping
     means no fleet). C(fleet_conninfo) gives a client's libpq connection string, C(fleet_uri) a C(postgresql://)
     URI for Postfix and C(fleet_parameters) the parameters as a mapping, each with C(sslmode=verify-full) and a
-    passfile; C(pgpass_line) gives that passfile's line.
+    passfile; C(pgpass_line) gives that passfile's line. C(fleet_counter_store) gives the limits file's counter
+    store for an MTA of the fleet (the database host's Redis over TLS, C(counter_port), a user and its password
+    file).
   - C(listener_problems) lists what is wrong with the listeners (name, IP address, ports, an address and port bound
     twice), each naming the listener and the value.
 author: smtp-submission developers
@@ -63,6 +65,7 @@ from ansible_collections.mailops.submission.plugins.module_utils.client_networks
 from ansible_collections.mailops.submission.plugins.module_utils.fleet_accounts import fleet_account_entries
 from ansible_collections.mailops.submission.plugins.module_utils.fleet_database import (
     fleet_conninfo,
+    fleet_counter_store,
     fleet_database_settings,
     fleet_parameters,
     fleet_uri,
@@ -126,6 +129,7 @@ class FilterModule:
                 password_query,
                 fleet_database_settings,
                 fleet_conninfo,
+                fleet_counter_store,
                 fleet_parameters,
                 fleet_uri,
                 pgpass_line,

@@ -25,6 +25,8 @@ DEFAULTS = {
     "name": "submission",
     "ca_file": "/etc/ssl/submission/fleet-database-ca.pem",
     "connect_timeout": 5,
+    # The fleet's shared counter store (Redis over TLS, the per-login limits) on the same host.
+    "counter_port": 6380,
 }
 _IDENTIFIER_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -76,7 +78,7 @@ def fleet_database_settings(settings):
         raise ValueError("submission_fleet_database.inventory_host: the database host's name in the inventory")
     if not _IDENTIFIER_RE.fullmatch(str(merged["name"])):
         raise ValueError(f"submission_fleet_database.name: {merged['name']!r} is not a plain database name")
-    for key in ("port", "connect_timeout"):
+    for key in ("port", "connect_timeout", "counter_port"):
         if not isinstance(merged[key], int) or isinstance(merged[key], bool) or not 0 < merged[key] < 65536:
             raise ValueError(f"submission_fleet_database.{key}: {merged[key]!r} is not a positive number")
     return merged
@@ -122,6 +124,20 @@ def fleet_uri(settings, user, passfile):
         f"&connect_timeout={settings['connect_timeout']}&passfile={quote(passfile)}"
     )
     return f"postgresql://{user}@{settings['host']}:{settings['port']}/{settings['name']}?{query}"
+
+
+def fleet_counter_store(settings, user, password_file):
+    """The limits file's ``store`` for an MTA of the fleet: the database host's
+    Redis over TLS (its certificate checked against the fleet's CA and the
+    host's name), as user, with the password in password_file."""
+    settings = fleet_database_settings(settings)
+    return {
+        "host": settings["host"],
+        "port": settings["counter_port"],
+        "ca_file": settings["ca_file"],
+        "user": user,
+        "password_file": password_file,
+    }
 
 
 def pgpass_line(settings, user, password):

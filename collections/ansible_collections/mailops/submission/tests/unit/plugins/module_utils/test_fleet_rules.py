@@ -17,6 +17,7 @@ from ansible_collections.mailops.submission.plugins.module_utils.fleet_accounts 
 )
 from ansible_collections.mailops.submission.plugins.module_utils.fleet_database import (
     fleet_conninfo,
+    fleet_counter_store,
     fleet_database_settings,
     fleet_uri,
     pgpass_line,
@@ -120,6 +121,7 @@ def test_settings_get_their_defaults_and_a_bad_one_is_named():
         ({"host": "db fleet", "inventory_host": "x"}, "'db fleet'"),
         ({"host": "db.fleet.test"}, "inventory_host"),
         (dict(SETTINGS, port="5432"), "'5432'"),
+        (dict(SETTINGS, counter_port=0), "counter_port: 0"),
         (dict(SETTINGS, name="sub;mission"), "'sub;mission'"),
         (dict(SETTINGS, hots="x"), "['hots']"),
     ]:
@@ -152,6 +154,18 @@ def test_every_connection_verifies_the_server_and_keeps_its_password_out_of_the_
     )
     with pytest.raises(ValueError, match="at least 16"):
         pgpass_line(SETTINGS, "u", "short")
+
+
+def test_the_counter_store_is_the_database_hosts_redis_over_tls_with_a_password_file():
+    store = fleet_counter_store(dict(SETTINGS, host="DB.Fleet.Test"), "milter", "/etc/from-check/counter-store.pw")
+    assert store == {
+        "host": "db.fleet.test",
+        "port": 6380,
+        "ca_file": "/etc/ssl/submission/fleet-database-ca.pem",
+        "user": "milter",
+        "password_file": "/etc/from-check/counter-store.pw",
+    }
+    assert fleet_counter_store(dict(SETTINGS, counter_port=16380), "milter", "/p")["port"] == 16380
 
 
 def test_the_queries_are_one_for_postfix_and_the_milter_and_dovecots_follows_the_login_rule():
