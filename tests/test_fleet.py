@@ -533,3 +533,76 @@ def test_the_accounts_module_writes_nothing_for_a_bad_hash_nor_in_check_mode(who
     assert checked["changed"] and checked["added"] == ["newcomer@runbox.com"], checked
     after = _db_rows(fleet, "SELECT login, password_hash FROM accounts ORDER BY 1")
     assert after == before, "check mode or a bad entry wrote to the database"
+
+
+# A TLS connection to the fleet's counter store from an MTA; prints Redis's
+# answers to PING without logging in, and to AUTH as the milter with a wrong
+# password: neither may do anything.
+_COUNTER_STRANGER = r"""
+import json, socket, ssl, sys
+host, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+context = ssl.create_default_context(cafile=ca)
+answers = []
+for command in (b"PING\r\n", b"AUTH milter not-the-password-at-all\r\n"):
+    with context.wrap_socket(socket.create_connection((host, port), 5), server_hostname=host) as tls:
+        tls.sendall(command)
+        answers.append(tls.recv(200).decode())
+print(json.dumps(answers))
+"""
+COUNTER_STRANGER_B64 = base64.b64encode(_COUNTER_STRANGER.encode()).decode()
+
+
+def _limits_command(host, action, login):
+    result = host.run("submission-login-limits %s %s", action, login)
+    assert result.rc == 0, f"submission-login-limits {action} {login}: {result.stderr}"
+    return json.loads(result.stdout)
+
+
+def test_a_login_over_its_limit_on_one_mta_is_over_it_on_every_mta(whole_fleet):
+    """The MTAs' milters count in the database host's Redis: the rate-limited
+    login's messages, sent on both MTAs in turn, add up to one limit; another
+    login on the same client address sends on."""
+    fleet, deployment = whole_fleet, whole_fleet.deployment
+    account = deployment.rate_limited_account
+    assert account is not None, "the fleet scenario names a rate-limited verification login"
+    variables = fleet.host.ansible.get_variables()
+    allowed = variables["submission_ratelimit_logins"][account.address]["messages_per_hour"]
+    assert 1 < allowed <= 20, f"{account.address}'s limit {allowed} is not one a test can reach on two MTAs"
+    assert _limits_command(fleet.host, "clear", account.address)["login"] == account.address.lower()
+    probes = [fleet.probe(), *fleet.other_probes()]
+    assert len(probes) >= 2, "a fleet of one MTA cannot show a shared count"
+    endpoint = deployment.endpoints[0]
+    source = Probe.unseen_source(endpoint)
+
+    def send(probe, who):
+        mail = message(who.address, deployment.recipient, uuid.uuid4().hex)
+        return probe.one(authenticated(endpoint, who, deployment.recipient, data=mail, source=source))
+
+    for n in range(allowed):
+        answer = send(probes[n % len(probes)], account)
+        assert answer["data"][0] == 250, f"message {n + 1} of {allowed} allowed was refused: {answer}"
+    # The next one, on the MTA that has sent the fewer of them, is over the fleet's count.
+    fewer = probes[allowed % len(probes)]
+    code, text = send(fewer, account)["data"]
+    assert code == 450 and f"limit of {allowed} messages an hour" in text, (code, text)
+    other = deployment.accounts[0]
+    assert send(fewer, other)["data"][0] == 250, f"{other.login} was held by {account.login}'s limit"
+    # The operator sees the one count from any MTA.
+    shown = _limits_command(fleet.others[0], "show", account.address)
+    assert allowed - 0.5 <= shown["counted"]["messages_per_hour"] <= allowed, shown
+
+
+def test_the_counter_store_takes_nobody_who_has_not_logged_in_as_the_milter(fleet):
+    settings = fleet.host.ansible.get_variables()["submission_fleet_database"]
+    port = settings.get("counter_port", 6380)
+    ca = settings.get("ca_file", "/etc/ssl/submission/fleet-database-ca.pem")
+    result = fleet.host.run(
+        'python3 -c "$(echo %s | base64 -d)" %s %s %s', COUNTER_STRANGER_B64, settings["host"], port, ca
+    )
+    assert result.rc == 0, result.stderr
+    ping, auth = json.loads(result.stdout)
+    assert ping.startswith("-NOAUTH"), f"a connection that has not logged in got: {ping!r}"
+    assert auth.startswith("-WRONGPASS"), f"a wrong password got: {auth!r}"
+    # No port without TLS: Redis's default one is closed.
+    plain = fleet.host.run("python3 -c %s", f"import socket; socket.create_connection(({settings['host']!r}, 6379), 5)")
+    assert plain.rc != 0 and "refused" in plain.stderr.lower(), plain
