@@ -8,7 +8,10 @@ milter's counting script (services/from_check/from_check/limits.py), by:
 - own: the milter's CounterStore (one connection on the event loop, calls pipelined);
 - redis-py asyncio: redis.asyncio's client with the same script (a pool of connections);
 - redis-py blocking: redis-py's blocking client, one call after the other (the
-  milter would also need a thread hop for it, not counted here).
+  milter would also need a thread hop for it, not counted here);
+- own over TLS: the milter's client as a fleet's MTA uses it, to the same Redis's
+  TLS port on loopback (a certificate of the run's own), logged in as an ACL
+  user with a password; its ratio is to the own client on the socket.
 The asyncio clients run once one call after another and once with --in-flight
 calls at a time, as the milter's loop has them under load. It prints the
 client's CPU a call (this process) and Redis's (its process), medians over the
@@ -34,7 +37,7 @@ from ansible_collections.mailops.submission.plugins.module_utils.login_limits im
     limit_table,
     limits_of,
 )
-from from_check.limits import SCRIPT, CounterStore, key  # noqa: E402
+from from_check.limits import SCRIPT, CounterStore, StoreAddress, key  # noqa: E402
 
 DEFAULTS = {
     "messages_per_hour": 10**6,
@@ -99,6 +102,21 @@ def redis_py_blocking(socket):
     return run
 
 
+def tls_files(directory):
+    """A self-signed certificate for localhost, made for the run; the TLS arguments for redis-server."""
+    crt, private = f"{directory}/tls.crt", f"{directory}/tls.key"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"),
+            *("-keyout", private, "-out", crt, "-days", "1", "-subj", "/CN=localhost"),
+            *("-addext", "subjectAltName=DNS:localhost"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return crt, ["--tls-cert-file", crt, "--tls-key-file", private, "--tls-ca-cert-file", crt]
+
+
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=5000)
@@ -107,9 +125,12 @@ def main(argv):
     args = parser.parse_args(argv)
     server = shutil.which("redis-server") or "/usr/bin/redis-server"
     with tempfile.TemporaryDirectory() as directory:
-        socket = f"{directory}/redis.sock"
+        socket, port, password = f"{directory}/redis.sock", 16380 + os.getpid() % 1000, os.urandom(12).hex()
+        ca, tls_arguments = tls_files(directory)
+        user = ["--user", "bench", "on", f">{password}", "~limits:*", "+@all"]
+        tls = ["--tls-port", str(port), "--bind", "127.0.0.1", "--tls-auth-clients", "no", *tls_arguments, *user]
         process = subprocess.Popen(
-            [server, "--port", "0", "--unixsocket", socket, "--save", "", "--appendonly", "no"],
+            [server, "--port", "0", "--unixsocket", socket, "--save", "", "--appendonly", "no", *tls],
             cwd=directory,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -126,6 +147,9 @@ def main(argv):
                 f"redis-py asyncio, {args.in_flight} in flight": redis_py_asyncio(socket, args.in_flight),
                 "redis-py blocking, one at a time": redis_py_blocking(socket),
             }
+            fleet = StoreAddress(host="localhost", port=port, ca_file=ca, user="bench", password=password)
+            clients["own over TLS, one at a time"] = own(fleet, 1)
+            clients[f"own over TLS, {args.in_flight} in flight"] = own(fleet, args.in_flight)
             results = {name: [] for name in clients}
             for _ in range(args.rounds):
                 for name, run in clients.items():  # rotated in each round, side by side

@@ -15,7 +15,10 @@ import uuid
 import dkim
 import pytest
 import testinfra
-from ansible_collections.mailops.submission.plugins.module_utils.fleet_database import fleet_parameters
+from ansible_collections.mailops.submission.plugins.module_utils.fleet_database import (
+    fleet_database_settings,
+    fleet_parameters,
+)
 from deployment import Deployment
 from host_probe import (
     LOAD_B64,
@@ -593,11 +596,10 @@ def test_a_login_over_its_limit_on_one_mta_is_over_it_on_every_mta(whole_fleet):
 
 
 def test_the_counter_store_takes_nobody_who_has_not_logged_in_as_the_milter(fleet):
-    settings = fleet.host.ansible.get_variables()["submission_fleet_database"]
-    port = settings.get("counter_port", 6380)
-    ca = settings.get("ca_file", "/etc/ssl/submission/fleet-database-ca.pem")
+    settings = fleet_database_settings(fleet.settings)
     result = fleet.host.run(
-        'python3 -c "$(echo %s | base64 -d)" %s %s %s', COUNTER_STRANGER_B64, settings["host"], port, ca
+        'python3 -c "$(echo %s | base64 -d)" %s %s %s',
+        *(COUNTER_STRANGER_B64, settings["host"], str(settings["counter_port"]), settings["ca_file"]),
     )
     assert result.rc == 0, result.stderr
     ping, auth = json.loads(result.stdout)
