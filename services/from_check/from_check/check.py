@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ansible_collections.mailops.submission.plugins.module_utils.sender_lookup import first_owners, union
+from ansible_collections.mailops.submission.plugins.module_utils.sender_lookup import (
+    first_owners,
+    lookup_keys,
+    owners,
+    union,
+)
 
 from from_check.header_from import FromError, author_addresses
 from from_check.tables import LmdbTable, PgsqlTable, SocketmapTable, TableError
@@ -39,6 +44,8 @@ class FromCheck:
 
     def __init__(self, maps, send_as_anyone=(), delimiter="+", display_addresses=False, local_senders=None):
         self.maps = list(maps)
+        # Whether the first map is read in this process (the lmdb tables), without a wait.
+        self.in_process = False
         self.send_as_anyone = frozenset(login.lower() for login in send_as_anyone)
         self.delimiter = delimiter
         self.display_addresses = display_addresses
@@ -61,7 +68,9 @@ class FromCheck:
                     config["store_socket"], config.get("store_map", "senders"), timeout=config.get("store_timeout", 2)
                 )
             )
-        return cls(maps, *cls._options(config))
+        check = cls(maps, *cls._options(config))
+        check.in_process = True
+        return check
 
     @staticmethod
     def _options(config):
@@ -104,6 +113,23 @@ class FromCheck:
             return author_addresses(headers, self.display_addresses)
         except FromError as exc:
             return Verdict("refuse", f"{exc}")
+
+    def judge_at_once(self, login, authors):
+        """judge() without a thread: the verdict when the in-process first map
+        (the lmdb tables) holds each author address itself and lets the login
+        send as it, as judge() would find it first; None when judge() must ask
+        further (another key, the store) or would refuse (it says why)."""
+        if not self.in_process:
+            return None
+        login = login.lower()
+        for _, address in authors:
+            try:
+                value = self.maps[0](next(iter(lookup_keys(address.lower(), self.delimiter))))
+            except TableError:
+                return None
+            if not value or login not in owners(value):
+                return None
+        return ACCEPT
 
     def judge(self, login, authors):
         """The second step: each author address must be one the login may send as."""

@@ -135,3 +135,27 @@ def test_a_store_that_does_not_answer_is_asked_once_and_then_left_alone(tmp_path
         assert [question.split(b":", 1)[1] for question in questions] == [b"senders alice.ext@gmail.example,"]
     finally:
         listener.close()
+
+
+@pytest.mark.parametrize(("login", "header", "accepted"), MATRIX)
+def test_judging_at_once_agrees_with_the_full_judgment_or_leaves_it_to_it(with_store, login, header, accepted):
+    """The milter judges on its loop only what the lmdb tables decide at the
+    address's first key, and only to accept; everything else (a refusal, a
+    key further down, the store) goes to judge(), in the lookup thread."""
+    read = with_store.read(login, {"from": [header]})
+    if not isinstance(read, list):  # refused on reading, as the milter does before any table
+        assert not accepted and read.action == "refuse", read
+        return
+    at_once = with_store.judge_at_once(login, read)
+    assert at_once is None or (accepted and at_once.action == "accept"), (at_once, accepted)
+
+
+def test_an_own_address_is_judged_at_once_and_the_store_is_not_asked(tables, tmp_path):
+    check = checker(tables, store_socket=str(tmp_path / "no-store.sock"))
+    assert check.judge_at_once(ALICE, check.read(ALICE, {"from": ["Alice <alice@runbox.com>"]})).action == "accept"
+    # The store holds this one, and it cannot answer: left to judge(), which defers.
+    read = check.read(ALICE, {"from": ["alice.store@gmail.example"]})
+    assert check.judge_at_once(ALICE, read) is None
+    assert check.judge(ALICE, read).action == "defer"
+    # The fleet's database is never judged at once: it is not in the milter's process.
+    assert FromCheck([lambda key: ALICE]).judge_at_once(ALICE, [("From", ALICE)]) is None
