@@ -61,8 +61,7 @@ def deployment(host):
 @pytest.fixture(scope="module")
 def host_secrets(host, deployment, request):
     """The verification passwords on the host, in a file only its user reads (HostSecrets)."""
-    accounts = deployment.accounts + ([deployment.rate_limited_account] if deployment.rate_limited_account else [])
-    return HostSecrets.of(host, accounts, request.config)
+    return HostSecrets.of(host, deployment.verification_accounts, request.config)
 
 
 @pytest.fixture(scope="module")

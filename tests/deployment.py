@@ -59,6 +59,8 @@ class Deployment:
         limited = variables.get("submission_verify_rate_limited_account")
         # Only the per-login limit tests use it: they use up its limits.
         self.rate_limited_account = Account(**limited) if limited else None
+        # Every login whose password the tests use: HostSecrets holds them all.
+        self.verification_accounts = self.accounts + ([self.rate_limited_account] if limited else [])
         self.sink_maildir = variables.get("submission_verify_sink_maildir")
         self.recipient = variables.get("submission_verify_recipient", "postmaster@example.net")
 

@@ -93,10 +93,11 @@ class Fleet:
         return json.loads(cmd.stdout)
 
     def other_probes(self):
-        return [Probe(other, HostSecrets.of(other, self.deployment.accounts, self.config)) for other in self.others]
+        accounts = self.deployment.verification_accounts
+        return [Probe(other, HostSecrets.of(other, accounts, self.config)) for other in self.others]
 
     def probe(self):
-        return Probe(self.host, HostSecrets.of(self.host, self.deployment.accounts, self.config))
+        return Probe(self.host, HostSecrets.of(self.host, self.deployment.verification_accounts, self.config))
 
     def every_mta_back(self, probe, timeout=150, in_a_row=3):
         """Seconds until sessions on every MTA of the fleet get their messages
@@ -288,7 +289,8 @@ def test_the_database_takes_verified_tls_from_the_fleet_only(fleet):
 
 def test_a_confirmation_on_one_host_lets_the_sender_through_on_the_others(fleet, host, probe, deployment, sink):
     """The user confirms on this host's page; the other MTAs honour it at their next MAIL FROM."""
-    web = Web(host, f"https://senders.{deployment.domain}", HostSecrets.of(host, deployment.accounts, fleet.config))
+    secrets = HostSecrets.of(host, deployment.verification_accounts, fleet.config)
+    web = Web(host, f"https://senders.{deployment.domain}", secrets)
     # A login of its own for each host: the confirmation mails a login may ask
     # for an hour are counted fleet-wide (the request log is in the database).
     own_domain = [account for account in deployment.accounts if account.address.endswith("@" + deployment.domain)]
@@ -440,7 +442,7 @@ def test_a_database_restart_under_load_loses_nothing_and_refuses_nothing_for_goo
     run_id = "dbrestart-" + uuid.uuid4().hex[:10]
     plan = load_plan(deployment, run_id, clients=6)
     fleet.every_mta_back(probe)
-    plan_file = HostSecrets.of(host, deployment.accounts, fleet.config).put(json.dumps(plan))
+    plan_file = HostSecrets.of(host, deployment.verification_accounts, fleet.config).put(json.dumps(plan))
     out = host.check_output("mktemp")
     pid = host.check_output(
         'nohup python3 -c "$(echo %s | base64 -d)" %s > %s 2>&1 & echo $!', LOAD_B64, plan_file, out

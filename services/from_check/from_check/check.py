@@ -114,11 +114,22 @@ class FromCheck:
         except FromError as exc:
             return Verdict("refuse", f"{exc}")
 
+    def read_judged(self, login, headers):
+        """read(), and the verdict at once where judge_at_once() has one: the
+        milter's readers' thread does both, and only the rest goes on to the
+        lookup threads."""
+        read = self.read(login, headers)
+        if isinstance(read, Verdict):
+            return read
+        at_once = self.judge_at_once(login, read)
+        return read if at_once is None else at_once
+
     def judge_at_once(self, login, authors):
-        """judge() without a thread: the verdict when the in-process first map
-        (the lmdb tables) holds each author address itself and lets the login
-        send as it, as judge() would find it first; None when judge() must ask
-        further (another key, the store) or would refuse (it says why)."""
+        """judge() without asking beyond this process: the verdict when the
+        first map, read in this process (the lmdb tables), holds each author
+        address itself and lets the login send as it, as judge() would find it
+        first; None when judge() must ask further (another key, the store) or
+        would refuse (it says why)."""
         if not self.in_process:
             return None
         login = login.lower()

@@ -183,8 +183,9 @@ def parse_reply(buffer, start):  # noqa: PLR0911 - a return for each kind of rep
 @dataclass(frozen=True)
 class StoreAddress:
     """Where the counter store is: a unix socket (one host), or a fleet's
-    shared Redis over TLS (the server's name checked against ``ca_file``)
-    with a user and password (ACL)."""
+    shared Redis over TLS (the server's name checked against ``ca_file``),
+    this MTA's client certificate (``cert_file``, ``key_file``), a user and
+    its password (ACL)."""
 
     path: str = ""
     host: str = ""
@@ -192,6 +193,8 @@ class StoreAddress:
     ca_file: str = ""
     user: str = ""
     password: str = field(default="", repr=False)
+    cert_file: str = ""
+    key_file: str = ""
 
     def __str__(self):
         return self.path or f"{self.host}:{self.port}"
@@ -251,23 +254,29 @@ class CounterStore:
                 self.connecting = None
 
     async def _connect(self):
-        loop, address = asyncio.get_running_loop(), self.address
+        loop, address, connection = asyncio.get_running_loop(), self.address, None
         try:
             async with asyncio.timeout(self.timeout):
                 if address.path:
                     _, connection = await loop.create_unix_connection(RespConnection, address.path)
                 else:
-                    context = ssl.create_default_context(cafile=address.ca_file or None)
+                    context = ssl.create_default_context(cafile=address.ca_file)
+                    if address.cert_file:
+                        context.load_cert_chain(address.cert_file, address.key_file or None)
                     _, connection = await loop.create_connection(
                         RespConnection, address.host, address.port, ssl=context, server_hostname=address.host
                     )
                 if address.user:
                     reply = await connection.call("AUTH", address.user, address.password)
                     if reply != "OK":
-                        connection.transport.close()
                         # Redis's reply names no password; neither does this.
                         raise StoreError(f"the counter store at {address} refused user {address.user}: {reply}")
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, StoreError) as exc:
+            # A connection made but not logged in (refused, or AUTH timed out) goes too.
+            if connection is not None:
+                connection.transport.close()
+            if isinstance(exc, StoreError):
+                raise
             reason = getattr(exc, "strerror", None) or str(exc) or "no answer in time"
             raise StoreError(f"cannot connect to the counter store at {address}: {reason}") from None
         self.connection = connection
@@ -361,29 +370,41 @@ def held(limits, passed, wait, recipients):
 
 def store_address(path, store):
     """The limits file's ``store``: a socket path, or {host, port, ca_file,
-    user, password_file} for a fleet's shared Redis over TLS."""
+    cert_file, key_file, user, password_file} for a fleet's shared Redis over
+    TLS (ca_file required: the server is checked against the fleet's CA, never
+    the system's public ones)."""
     if isinstance(store, str) and store.startswith("/"):
         return StoreAddress(path=store)
     if not isinstance(store, dict):
         raise ValueError(f"{path}: store must be the counter store's socket path or a TLS address, not {store!r}")
-    unknown = sorted(set(store) - {"host", "port", "ca_file", "user", "password_file"})
+    names = ("ca_file", "cert_file", "key_file", "user", "password_file")
+    unknown = sorted(set(store) - {"host", "port", *names})
     if unknown:
         raise ValueError(f"{path}: store: unknown settings {unknown}")
     host, port = store.get("host"), store.get("port")
     if not isinstance(host, str) or not host or isinstance(port, bool) or not isinstance(port, int):
         raise ValueError(f"{path}: store needs a host name and a port number, not {host!r} and {port!r}")
-    for name in ("ca_file", "password_file"):
+    for name in names:
         if not isinstance(store.get(name, ""), str):
-            raise ValueError(f"{path}: store: {name} must be a path")
+            raise ValueError(f"{path}: store: {name} must be a string, not {store[name]!r}")
+    if not store.get("ca_file", "").startswith("/"):
+        raise ValueError(f"{path}: store: ca_file must be the path of the CA that issued the server's certificate")
     password = ""
     if store.get("password_file"):
         try:
             with open(store["password_file"], encoding="utf-8") as handle:
-                password = handle.read().strip()
+                # The line's end only: a password may hold spaces.
+                password = handle.read().rstrip("\r\n")
         except OSError as exc:
             raise ValueError(f"{path}: store: cannot read {store['password_file']}: {exc.strerror}") from None
     return StoreAddress(
-        host=host, port=port, ca_file=store.get("ca_file", ""), user=store.get("user", ""), password=password
+        host=host,
+        port=port,
+        ca_file=store["ca_file"],
+        user=store.get("user", ""),
+        password=password,
+        cert_file=store.get("cert_file", ""),
+        key_file=store.get("key_file", ""),
     )
 
 
@@ -414,40 +435,48 @@ def load_settings(path):
     }
 
 
+DEFAULT_LIMITS_FILE = "/etc/submission-limits/limits.json"
 USAGE = """usage: submission-login-limits {show|clear} LOGIN [LIMITS_FILE]
 
 show: a login's limits and what is counted against each now, as JSON;
 clear: forget its counts, so that it may send its limits again at once.
-The counter store is the one the milter counts in (LIMITS_FILE's, by default
-/etc/submission-limits/limits.json): one host's Redis, or a fleet's."""
+The counter store is the one the milter counts in, named by LIMITS_FILE
+($SUBMISSION_LIMITS_FILE, else /etc/submission-limits/limits.json): one
+host's Redis, or a fleet's (docs/operations.md)."""
 
 
 async def _operate(action, login, path):
     settings = load_settings(path)
     store = CounterStore(settings["store"], max(settings["timeout"], 5))
     try:
-        if action == "clear":
-            removed = await store.call("DEL", key(login))
-            if isinstance(removed, StoreError):
-                raise removed
-            return {"login": counted_login(login), "cleared": bool(removed)}
-        limits = limits_of(settings["table"], login)
-        clock = await store.call("TIME")
-        reply = await store.call("HMGET", key(login), "t", *[name for name, *_ in limits]) if limits else [None]
-        for answer in (clock, reply):
-            if isinstance(answer, StoreError):
-                raise answer
-        now = int(clock[0]) + int(clock[1]) / 1e6
-        elapsed = max(now - (_number(reply[0]) or now), 0)
-        # As the script drains them: each level falls at its limit's pace since the last count.
-        counted = {
-            name: round(max((_number(level) or 0) - elapsed * value / seconds, 0), 2)
-            for (name, value, _, seconds), level in zip(limits, reply[1:], strict=True)
-        }
-        limited = {name: value for name, value, *_ in limits}
-        return {"login": counted_login(login), "limits": limited, "counted": counted}
+        async with asyncio.timeout(10):
+            return await _asked(store, settings, action, login)
     finally:
         store.close()
+
+
+async def _asked(store, settings, action, login):
+    """show or clear, on a connected store."""
+    if action == "clear":
+        removed = await store.call("DEL", key(login))
+        if isinstance(removed, StoreError):
+            raise removed
+        return {"login": counted_login(login), "cleared": bool(removed)}
+    limits = limits_of(settings["table"], login)
+    clock = await store.call("TIME")
+    reply = await store.call("HMGET", key(login), "t", *[name for name, *_ in limits]) if limits else [None]
+    for answer in (clock, reply):
+        if isinstance(answer, StoreError):
+            raise answer
+    now = int(clock[0]) + int(clock[1]) / 1e6
+    elapsed = max(now - (_number(reply[0]) or now), 0)
+    # As the script drains them: each level falls at its limit's pace since the last count.
+    counted = {
+        name: round(max((_number(level) or 0) - elapsed * value / seconds, 0), 2)
+        for (name, value, _, seconds), level in zip(limits, reply[1:], strict=True)
+    }
+    limited = {name: value for name, value, *_ in limits}
+    return {"login": counted_login(login), "limits": limited, "counted": counted}
 
 
 def _number(value):
@@ -458,13 +487,13 @@ def _number(value):
 
 
 def main(argv=None):
-    """The operator's look at a login's counts, and their clearing (README's runbook)."""
+    """The operator's look at a login's counts, and their clearing (docs/operations.md)."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) not in {2, 3} or argv[0] not in {"show", "clear"}:
         print(USAGE, file=sys.stderr)
         return 2
     action, login = argv[0], argv[1]
-    path = argv[2] if len(argv) == 3 else "/etc/submission-limits/limits.json"
+    path = argv[2] if len(argv) == 3 else os.environ.get("SUBMISSION_LIMITS_FILE", DEFAULT_LIMITS_FILE)
     try:
         counted_login(login)
         result = asyncio.run(_operate(action, login, path))

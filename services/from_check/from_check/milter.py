@@ -124,9 +124,6 @@ MAX_SIGNED_BYTES = 1 << 20
 # Bigger headers are signed in a thread under the deadline, so that their
 # canonicalization holds no one else.
 INLINE_SIGNED_BYTES = 32 << 10
-# Author headers (From, Sender, Resent-*) up to this many characters are read on
-# the loop; bigger ones (a crafted address list) in the readers' thread.
-INLINE_AUTHOR_CHARS = 4096
 UNSIGNABLE = "this message cannot be signed now; try again later"
 
 
@@ -240,26 +237,21 @@ class Judge:
             return Verdict("defer", "the sender tables cannot be read now; try again later", repr(exc))
 
     async def judged(self, message):
-        """verdict()'s reading and judging. Author headers of a usual size are
-        read on the loop, and a From the lmdb tables let through is judged there
-        too: two thread hops a message saved (benchmarks/milter_signing.py)."""
+        """verdict()'s reading and judging, in the readers' thread (a header
+        slow to parse holds only its own message). A From that the lmdb tables
+        let through at its first key is judged there too (read_judged); the
+        rest goes on to the lookup threads: one thread hop a message saved for
+        the usual case (benchmarks/milter_signing.py)."""
         loop = asyncio.get_running_loop()
-        size = sum(len(value) for values in message.headers.values() for value in values)
-        small = not message.local and size <= INLINE_AUTHOR_CHARS
         try:
             if message.local:
                 read = await loop.run_in_executor(self.readers, self.check.read_local, message.sender, message.headers)
-            elif small:
-                read = self.check.read(message.login, message.headers)
             else:
-                read = await loop.run_in_executor(self.readers, self.check.read, message.login, message.headers)
+                read = await loop.run_in_executor(self.readers, self.check.read_judged, message.login, message.headers)
         except Exception as exc:  # a parser's fault refuses the header, as a defect does
             return Verdict("refuse", "the author headers cannot be read", repr(exc))
         if isinstance(read, Verdict):
             return read
-        at_once = self.check.judge_at_once(message.login, read) if small else None
-        if at_once is not None:
-            return at_once
         return await loop.run_in_executor(self.lookups, self.check.judge, message.login, read)
 
     async def signatures(self, signing):

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 from ansible_collections.mailops.submission.plugins.module_utils.sender_lookup import union
-from from_check.check import FromCheck
+from from_check.check import ACCEPT, FromCheck
 from from_check.tables import LmdbTable, SocketmapTable, TableError
 
 ALICE, BOB, CAROL = "alice@runbox.com", "bob@hosted.example", "carol@runbox.com"
@@ -137,25 +137,46 @@ def test_a_store_that_does_not_answer_is_asked_once_and_then_left_alone(tmp_path
         listener.close()
 
 
+# The rows whose first key (the address itself) the lmdb tables hold for the login.
+AT_ONCE = {
+    (ALICE, "Alice <alice@runbox.com>"),
+    (ALICE, "ALICE@Runbox.Com"),
+    (ALICE, "a.liddell@runbox.com"),
+    (ALICE, "=?utf-8?q?Alice?= <alice@runbox.com>"),
+    (ALICE, "shared@runbox.com"),
+    (CAROL, "shared@runbox.com"),
+    (ALICE, "alice.inventory@gmail.example"),
+}
+
+
 @pytest.mark.parametrize(("login", "header", "accepted"), MATRIX)
 def test_judging_at_once_agrees_with_the_full_judgment_or_leaves_it_to_it(with_store, login, header, accepted):
-    """The milter judges on its loop only what the lmdb tables decide at the
-    address's first key, and only to accept; everything else (a refusal, a
-    key further down, the store) goes to judge(), in the lookup thread."""
+    """The milter's readers' thread judges only what the lmdb tables decide at
+    the address's first key, and only to accept; everything else (a refusal, a
+    key further down, the store) goes to judge(), in the lookup threads."""
     read = with_store.read(login, {"from": [header]})
     if not isinstance(read, list):  # refused on reading, as the milter does before any table
         assert not accepted and read.action == "refuse", read
         return
     at_once = with_store.judge_at_once(login, read)
-    assert at_once is None or (accepted and at_once.action == "accept"), (at_once, accepted)
+    if (login, header) in AT_ONCE:
+        assert at_once == with_store.judge(login, read) == ACCEPT
+    else:
+        assert at_once is None, (login, header, at_once)
+    judged = with_store.read_judged(login, {"from": [header]})
+    assert judged == (read if at_once is None else at_once)
 
 
 def test_an_own_address_is_judged_at_once_and_the_store_is_not_asked(tables, tmp_path):
     check = checker(tables, store_socket=str(tmp_path / "no-store.sock"))
-    assert check.judge_at_once(ALICE, check.read(ALICE, {"from": ["Alice <alice@runbox.com>"]})).action == "accept"
+    assert check.read_judged(ALICE, {"from": ["Alice <alice@runbox.com>"]}) == ACCEPT
     # The store holds this one, and it cannot answer: left to judge(), which defers.
-    read = check.read(ALICE, {"from": ["alice.store@gmail.example"]})
-    assert check.judge_at_once(ALICE, read) is None
+    read = check.read_judged(ALICE, {"from": ["alice.store@gmail.example"]})
+    assert read == [("From", "alice.store@gmail.example")]
     assert check.judge(ALICE, read).action == "defer"
+    # Every author address counts: an own From with someone else's Sender is judge()'s.
+    both = {"from": ["alice@runbox.com"], "sender": ["carol@runbox.com"]}
+    read = check.read_judged(ALICE, both)
+    assert isinstance(read, list) and check.judge(ALICE, read).action == "refuse"
     # The fleet's database is never judged at once: it is not in the milter's process.
     assert FromCheck([lambda key: ALICE]).judge_at_once(ALICE, [("From", ALICE)]) is None

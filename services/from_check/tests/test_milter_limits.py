@@ -335,42 +335,55 @@ def test_a_bad_limits_file_is_named_and_the_limits_before_stay(tmp_path, raw, na
 
 class TlsRedis(Redis):
     """A Redis of the test's own over TLS on a loopback port, as a fleet's
-    database host serves it: no default user, one user with a password."""
+    database host serves it: client certificates from its CA required, no
+    default user, one user with a password."""
 
     def __init__(self, directory, password):
         super().__init__(directory)
         self.password = password
         self.port = free_port()
         for name in ("ca", "other"):
-            subprocess.run(
-                [
-                    *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"),
-                    *("-keyout", str(directory / f"{name}.key"), "-out", str(directory / f"{name}.crt"), "-days", "1"),
-                    *("-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"),
-                ],
-                check=True,
-                capture_output=True,
+            openssl(
+                *("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"),
+                *("-keyout", directory / f"{name}.key", "-out", directory / f"{name}.crt", "-days", "1"),
+                *("-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"),
+            )
+        # An MTA's client certificate from the fleet's CA, and one from a CA Redis does not know.
+        for name, ca in (("client", "ca"), ("stranger", "other")):
+            openssl(
+                *("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"),
+                *("-keyout", directory / f"{name}.key", "-out", directory / f"{name}.csr", "-subj", f"/CN={name}"),
+            )
+            openssl(
+                *("x509", "-req", "-in", directory / f"{name}.csr", "-CA", directory / f"{ca}.crt"),
+                *("-CAkey", directory / f"{ca}.key", "-days", "1", "-out", directory / f"{name}.crt"),
             )
 
     def arguments(self):
         return [
             "--port", "0", "--tls-port", str(self.port), "--bind", "127.0.0.1",
             "--tls-cert-file", str(self.directory / "ca.crt"), "--tls-key-file", str(self.directory / "ca.key"),
-            "--tls-ca-cert-file", str(self.directory / "ca.crt"), "--tls-auth-clients", "no",
+            "--tls-ca-cert-file", str(self.directory / "ca.crt"), "--tls-auth-clients", "yes",
             "--user", "default", "off",
             "--user", "milter", "on", f">{self.password}", "~limits:*", "-@all", "+eval", "+evalsha", "+time",
             "+hmget", "+hset", "+expire", "+del",
             "--save", "", "--appendonly", "no",
         ]  # fmt: skip
 
-    def address(self, password=None, ca="ca"):
+    def address(self, password=None, ca="ca", client="client"):
         return limits_module.StoreAddress(
             host="localhost",
             port=self.port,
             ca_file=str(self.directory / f"{ca}.crt"),
             user="milter",
             password=self.password if password is None else password,
+            cert_file=str(self.directory / f"{client}.crt") if client else "",
+            key_file=str(self.directory / f"{client}.key") if client else "",
         )
+
+
+def openssl(*args):
+    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
 
 
 def free_port():
@@ -417,6 +430,10 @@ def test_a_wrong_password_or_an_unknown_server_certificate_counts_nothing_and_na
     assert "refused user milter" in refused[0] and wrong not in refused[0] and tls_redis.password not in refused[0]
     unknown = charge_all(tls_redis.address(ca="other"), 1)
     assert "certificate verify failed" in unknown[0], unknown
+    for client in ("", "stranger"):  # no client certificate, or one from another CA: no TLS session at all
+        refused = charge_all(tls_redis.address(client=client), 1)
+        # TLS 1.3: the server's alert comes with its first answer, on the connection's first read.
+        assert all(isinstance(each, str) and "alert" in each.lower() for each in refused), (client, refused)
     assert charge_all(tls_redis.address(), 1) == [0, 0], "a refused connection counted something"
 
 
@@ -428,6 +445,8 @@ def test_the_operators_command_shows_and_clears_a_logins_counts_in_a_fleets_stor
         "host": address.host,
         "port": address.port,
         "ca_file": address.ca_file,
+        "cert_file": address.cert_file,
+        "key_file": address.key_file,
         "user": "milter",
         "password_file": str(password_file),
     }
@@ -445,9 +464,17 @@ def test_the_operators_command_shows_and_clears_a_logins_counts_in_a_fleets_stor
 
 
 def test_the_operators_command_names_what_is_wrong_and_changes_nothing(tls_redis, tmp_path, capsys):
+    address = tls_redis.address()
+    assert charge_all(address, 1) == [0, 0]
     path = tmp_path / "limits.json"
-    write_limits(path, {"host": "localhost", "port": tls_redis.port, "password_file": str(tmp_path / "absent")})
+    store = {"host": "localhost", "port": tls_redis.port, "ca_file": address.ca_file, "cert_file": address.cert_file}
+    write_limits(path, dict(store, key_file=address.key_file, password_file=str(tmp_path / "absent")))
     assert limits_module.main(["clear", ALICE, str(path)]) == 1
     assert f"cannot read {tmp_path / 'absent'}" in capsys.readouterr().err
+    write_limits(path, dict(store, ca_file=""))
+    assert limits_module.main(["clear", ALICE, str(path)]) == 1
+    assert "ca_file must be the path of the CA" in capsys.readouterr().err
     assert limits_module.main(["forget", ALICE, str(path)]) == 2
     assert "usage: submission-login-limits" in capsys.readouterr().err
+    # Still two messages counted: the next one is the third of three, then held.
+    assert charge_all(address, 1) == [0, 1], "a refused command changed the counts"

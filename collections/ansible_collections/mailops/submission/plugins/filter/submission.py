@@ -40,8 +40,8 @@ description:
     means no fleet). C(fleet_conninfo) gives a client's libpq connection string, C(fleet_uri) a C(postgresql://)
     URI for Postfix and C(fleet_parameters) the parameters as a mapping, each with C(sslmode=verify-full) and a
     passfile; C(pgpass_line) gives that passfile's line. C(fleet_counter_store) gives the limits file's counter
-    store for an MTA of the fleet (the database host's Redis over TLS, C(counter_port), a user and its password
-    file).
+    store for an MTA of the fleet (the database host's Redis over TLS, C(counter_port), the MTA's client
+    certificate and key, a user and its password file).
   - C(listener_problems) lists what is wrong with the listeners (name, IP address, ports, an address and port bound
     twice), each naming the listener and the value.
 author: smtp-submission developers

@@ -126,15 +126,18 @@ def fleet_uri(settings, user, passfile):
     return f"postgresql://{user}@{settings['host']}:{settings['port']}/{settings['name']}?{query}"
 
 
-def fleet_counter_store(settings, user, password_file):
+def fleet_counter_store(settings, user, password_file, cert_file, key_file):
     """The limits file's ``store`` for an MTA of the fleet: the database host's
     Redis over TLS (its certificate checked against the fleet's CA and the
-    host's name), as user, with the password in password_file."""
+    host's name; the MTA's client certificate from that CA), as user, with the
+    password in password_file."""
     settings = fleet_database_settings(settings)
     return {
         "host": settings["host"],
         "port": settings["counter_port"],
         "ca_file": settings["ca_file"],
+        "cert_file": cert_file,
+        "key_file": key_file,
         "user": user,
         "password_file": password_file,
     }

@@ -157,15 +157,18 @@ def test_every_connection_verifies_the_server_and_keeps_its_password_out_of_the_
 
 
 def test_the_counter_store_is_the_database_hosts_redis_over_tls_with_a_password_file():
-    store = fleet_counter_store(dict(SETTINGS, host="DB.Fleet.Test"), "milter", "/etc/from-check/counter-store.pw")
+    settings = dict(SETTINGS, host="DB.Fleet.Test")
+    store = fleet_counter_store(settings, "milter", "/etc/f/pw", "/etc/f/c.crt", "/etc/f/c.key")
     assert store == {
         "host": "db.fleet.test",
         "port": 6380,
         "ca_file": "/etc/ssl/submission/fleet-database-ca.pem",
+        "cert_file": "/etc/f/c.crt",
+        "key_file": "/etc/f/c.key",
         "user": "milter",
-        "password_file": "/etc/from-check/counter-store.pw",
+        "password_file": "/etc/f/pw",
     }
-    assert fleet_counter_store(dict(SETTINGS, counter_port=16380), "milter", "/p")["port"] == 16380
+    assert fleet_counter_store(dict(SETTINGS, counter_port=16380), "milter", "/p", "/c", "/k")["port"] == 16380
 
 
 def test_the_queries_are_one_for_postfix_and_the_milter_and_dovecots_follows_the_login_rule():
