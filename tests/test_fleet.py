@@ -540,18 +540,24 @@ def test_the_accounts_module_writes_nothing_for_a_bad_hash_nor_in_check_mode(who
     assert after == before, "check mode or a bad entry wrote to the database"
 
 
-# A TLS connection to the fleet's counter store from an MTA; prints Redis's
-# answers to PING without logging in, and to AUTH as the milter with a wrong
-# password: neither may do anything.
+# TLS connections to the fleet's counter store from an MTA, as root: without a
+# client certificate (no session may come of it), then with the MTA's own
+# (the milter's) without logging in, and logging in as the milter with a wrong
+# password; prints what each got.
 _COUNTER_STRANGER = r"""
 import json, socket, ssl, sys
-host, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-context = ssl.create_default_context(cafile=ca)
+host, port, ca, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 answers = []
-for command in (b"PING\r\n", b"AUTH milter not-the-password-at-all\r\n"):
-    with context.wrap_socket(socket.create_connection((host, port), 5), server_hostname=host) as tls:
-        tls.sendall(command)
-        answers.append(tls.recv(200).decode())
+for client, command in ((False, b"PING\r\n"), (True, b"PING\r\n"), (True, b"AUTH milter not-the-password-at-all\r\n")):
+    context = ssl.create_default_context(cafile=ca)
+    if client:
+        context.load_cert_chain(cert, key)
+    try:
+        with context.wrap_socket(socket.create_connection((host, port), 5), server_hostname=host) as tls:
+            tls.sendall(command)
+            answers.append(tls.recv(200).decode() or "closed")
+    except (OSError, ssl.SSLError) as exc:
+        answers.append(f"refused: {exc}")
 print(json.dumps(answers))
 """
 COUNTER_STRANGER_B64 = base64.b64encode(_COUNTER_STRANGER.encode()).decode()
@@ -597,14 +603,20 @@ def test_a_login_over_its_limit_on_one_mta_is_over_it_on_every_mta(whole_fleet):
     assert allowed - 0.5 <= shown["counted"]["messages_per_hour"] <= allowed, shown
 
 
-def test_the_counter_store_takes_nobody_who_has_not_logged_in_as_the_milter(fleet):
+def test_the_counter_store_takes_no_client_without_a_certificate_nor_one_not_logged_in(fleet):
     settings = fleet_database_settings(fleet.settings)
+    variables = fleet.host.ansible.get_variables()
+    files = [
+        variables.get(f"submission_common_limits_{name}_file", f"/etc/from-check/counter-store.{suffix}")
+        for name, suffix in (("cert", "crt"), ("key", "key"))
+    ]
     result = fleet.host.run(
-        'python3 -c "$(echo %s | base64 -d)" %s %s %s',
-        *(COUNTER_STRANGER_B64, settings["host"], str(settings["counter_port"]), settings["ca_file"]),
+        'python3 -c "$(echo %s | base64 -d)" %s %s %s %s %s',
+        *(COUNTER_STRANGER_B64, settings["host"], str(settings["counter_port"]), settings["ca_file"], *files),
     )
     assert result.rc == 0, result.stderr
-    ping, auth = json.loads(result.stdout)
+    stranger, ping, auth = json.loads(result.stdout)
+    assert stranger.startswith("refused") or stranger == "closed", f"a client without a certificate got: {stranger!r}"
     assert ping.startswith("-NOAUTH"), f"a connection that has not logged in got: {ping!r}"
     assert auth.startswith("-WRONGPASS"), f"a wrong password got: {auth!r}"
     # No port without TLS: Redis's default one is closed.
