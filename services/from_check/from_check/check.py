@@ -136,7 +136,7 @@ class FromCheck:
         for _, address in authors:
             try:
                 value = self.maps[0](next(iter(lookup_keys(address.lower(), self.delimiter))))
-            except TableError:
+            except Exception:  # any fault is judge()'s to answer (a 4xx), never the reader's 5xx
                 return None
             if not value or login not in owners(value):
                 return None

@@ -180,3 +180,17 @@ def test_an_own_address_is_judged_at_once_and_the_store_is_not_asked(tables, tmp
     assert isinstance(read, list) and check.judge(ALICE, read).action == "refuse"
     # The fleet's database is never judged at once: it is not in the milter's process.
     assert FromCheck([lambda key: ALICE]).judge_at_once(ALICE, [("From", ALICE)]) is None
+
+
+def test_a_table_fault_while_judging_at_once_is_left_to_judge_which_defers(tables):
+    check = checker(tables)
+
+    def broken(key):
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "a damaged value")
+
+    check.maps[0] = broken
+    read = check.read_judged(ALICE, {"from": [ALICE]})
+    assert read == [("From", ALICE)], "a fault while judging at once was taken for the reader's"
+    # judge() meets the fault again and raises it, which the milter answers with 451 (Judge.verdict).
+    with pytest.raises(UnicodeDecodeError):
+        check.judge(ALICE, read)
