@@ -495,7 +495,6 @@ def main(argv=None):
     action, login = argv[0], argv[1]
     path = argv[2] if len(argv) == 3 else os.environ.get("SUBMISSION_LIMITS_FILE", DEFAULT_LIMITS_FILE)
     try:
-        counted_login(login)
         result = asyncio.run(_operate(action, login, path))
     except (OSError, ValueError, LimitError, StoreError, TimeoutError) as exc:
         print(f"submission-login-limits: {exc or 'no answer in time'}", file=sys.stderr)
