@@ -17,6 +17,9 @@ description:
     labels at least, unless C(single_label=true) (a host name such as C(db1)).
   - C(ip_address) is true when the value is an IPv4 or IPv6 address written in its canonical form (C(10.0.0.5),
     C(2001:db8::5)), as a certificate's IP name and libpq compare it.
+  - C(container_host) is true when the value, a host's C(ansible_facts), says the host is a container guest
+    (Docker, Podman, LXC, systemd-nspawn, OpenVZ), which cannot make a user namespace for a unit
+    (C(PrivateUsers=)).
 author: smtp-submission developers
 """
 
@@ -29,6 +32,10 @@ EXAMPLES = r"""
 - name: Check a host name that may be one label
   ansible.builtin.assert:
     that: database_host is mailops.submission.dns_name(single_label=true)
+
+- name: Keep a unit's user namespace except in a container
+  ansible.builtin.set_fact:
+    private_users: "{{ ansible_facts is not mailops.submission.container_host }}"
 """
 
 from ansible_collections.mailops.submission.plugins.module_utils.dns_name import is_dns_name
@@ -56,6 +63,16 @@ def is_ip_address(value):
     return value is not None and ip_address(value) == value
 
 
+# ansible_facts.virtualization_type of a container guest.
+CONTAINER_TYPES = frozenset({"docker", "podman", "lxc", "container", "containerd", "systemd-nspawn", "openvz"})
+
+
+def is_container_host(facts):
+    """True when a host's facts say it is a container guest."""
+    facts = facts or {}
+    return facts.get("virtualization_role") == "guest" and facts.get("virtualization_type") in CONTAINER_TYPES
+
+
 class TestModule:
     def tests(self):
         return {
@@ -63,4 +80,5 @@ class TestModule:
             "sender_address": _accepts(normalize_sender),
             "dns_name": is_dns_name,
             "ip_address": is_ip_address,
+            "container_host": is_container_host,
         }

@@ -230,3 +230,11 @@ def test_served_listeners_give_what_a_mail_client_needs():
 def test_hosted_domains_are_the_primary_the_accounts_and_their_domains():
     accounts = [{"address": "Alice@RunBox.com"}, {"address": "bob@hosted.example", "domains": ["Other.Example"]}]
     assert FILTERS["hosted_domains"](accounts, "runbox.com") == ["hosted.example", "other.example", "runbox.com"]
+
+
+def test_a_container_guest_is_told_from_a_machine_or_a_virtual_machine():
+    assert TESTS["container_host"]({"virtualization_role": "guest", "virtualization_type": "docker"})
+    assert TESTS["container_host"]({"virtualization_role": "guest", "virtualization_type": "systemd-nspawn"})
+    assert not TESTS["container_host"]({"virtualization_role": "guest", "virtualization_type": "kvm"})
+    assert not TESTS["container_host"]({"virtualization_role": "host", "virtualization_type": "docker"})
+    assert not TESTS["container_host"]({})
